@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Imports flow one way: hv → Devices → Partition → KVM → CKVM (design.md §4).
+let package = Package(
+    name: "hv",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "hv", targets: ["hv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CKVM", path: "CKVM"),
+        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "Partition", dependencies: [
+            "KVM",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Devices", dependencies: [
+            "Partition",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "hv", dependencies: [
+            "KVM", "Partition", "Devices",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM"]),
+        .testTarget(name: "PartitionTests", dependencies: ["Partition", "KVM"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "Partition"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["KVM"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

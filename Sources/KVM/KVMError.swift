@@ -1,0 +1,32 @@
+import Glibc
+
+/// The one error type of the KVM layer: the operation that failed and the errno it left.
+public struct KVMError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let operation: String
+    public let errno: Int32
+
+    public init(_ operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    /// Builds the error from the current errno; call right after a -1 return.
+    public static func fromErrno(_ operation: String) -> KVMError {
+        KVMError(operation, errno: Glibc.errno)
+    }
+
+    public var description: String {
+        "\(operation): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// Retries a system call that failed with EINTR; any other -1 becomes a KVMError.
+@inline(__always)
+func retryingEINTR(_ operation: @autoclosure () -> String, _ call: () -> Int32) throws(KVMError) -> Int32 {
+    while true {
+        let result = call()
+        if result >= 0 { return result }
+        if Glibc.errno == EINTR { continue }
+        throw KVMError.fromErrno(operation())
+    }
+}

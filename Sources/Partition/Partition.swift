@@ -1,0 +1,182 @@
+import CKVM
+import Glibc
+import KVM
+import Logging
+import Synchronization
+
+public struct PartitionConfiguration: Sendable {
+    public var memorySize: UInt64
+    public var cpuCount: Int
+    public init(memorySize: UInt64, cpuCount: Int) {
+        self.memorySize = memorySize
+        self.cpuCount = cpuCount
+    }
+}
+
+/// One child partition: a KVM VM with its RAM, vCPUs, IOAPIC and I/O buses. Build it, attach
+/// devices, load a kernel into `memory`, then `run` it until something stops it.
+public final class Partition: Sendable {
+    /// SIGUSR1 interrupts a vCPU thread's KVM_RUN when the partition stops.
+    static let kickSignal = SIGUSR1
+
+    public let configuration: PartitionConfiguration
+    public let vm: VirtualMachine
+    public let memory: GuestMemory
+    public let vcpus: [VirtualCPU]
+    public let ioapic: IOAPIC
+    public let control: PartitionControl
+    public let logger: Logger
+    let devices = Mutex<(ports: AddressRangeMap<UInt16, any PortDevice>, mmio: AddressRangeMap<UInt64, any MMIODevice>)>(
+        (AddressRangeMap(), AddressRangeMap()))
+
+    public init(system: KVMSystem, configuration: PartitionConfiguration, logger: Logger) throws(PartitionError) {
+        let maxVCPUs = system.maxVCPUs
+        guard configuration.cpuCount >= 1 else { throw .configuration("--cpus must be at least 1") }
+        guard configuration.cpuCount <= min(maxVCPUs, 254) else {
+            throw .configuration("--cpus \(configuration.cpuCount) is above this host's limit of \(min(maxVCPUs, 254)) vCPUs")
+        }
+        for capability in KVMCapability.used where capability.required && system.check(capability.number) == 0 {
+            throw .kvm(KVMError("this host's KVM lacks \(capability.name), needed for \(capability.purpose)", errno: ENOTSUP))
+        }
+        self.configuration = configuration
+        self.logger = logger
+        let map = try MemoryMap(ramSize: configuration.memorySize)
+        do {
+            vm = try system.createVM()
+            try vm.setTSSAddress(MemoryMap.kvmTSSAddress)
+            try vm.setIdentityMapAddress(MemoryMap.kvmIdentityMapAddress)
+            try vm.enableSplitIRQChip(ioapicPins: UInt64(IOAPIC.pinCount))
+        } catch { throw .kvm(error) }
+        memory = try GuestMemory(map: map)
+        try memory.register(with: vm)
+        control = try PartitionControl()
+        ioapic = IOAPIC(sink: KVMInterruptSink(vm: vm, logger: logger))
+        do {
+            let cpuid = try system.supportedCPUID()
+            var vcpus: [VirtualCPU] = []
+            for index in 0..<configuration.cpuCount {
+                let vcpu = try vm.createVCPU(id: UInt32(index))
+                try VCPUSetup.configure(vcpu, index: index, count: configuration.cpuCount, supportedCPUID: cpuid)
+                vcpus.append(vcpu)
+            }
+            self.vcpus = vcpus
+        } catch { throw .kvm(error) }
+        attach(mmio: MemoryMap.ioapicBase...(MemoryMap.ioapicBase + IOAPIC.mmioSize - 1), ioapic)
+    }
+
+    public func attach(ports: ClosedRange<UInt16>, _ device: any PortDevice) {
+        devices.withLock { $0.ports.insert(ports, device) }
+    }
+
+    public func attach(mmio: ClosedRange<UInt64>, _ device: any MMIODevice) {
+        devices.withLock { $0.mmio.insert(mmio, device) }
+    }
+
+    /// Runs every vCPU on its own thread, the boot vCPU entering `boot`, until the guest or
+    /// the host stops it (exit port, reset, crash, `timeout` seconds, SIGINT/SIGTERM).
+    /// Every vCPU thread has ended when this returns.
+    public func run(boot: BootTrampoline, timeout: Double?) throws(PartitionError) -> StopReason {
+        do { try VCPUSetup.enterTrampoline(vcpus[0]) } catch { throw .kvm(error) }
+        let bus = devices.withLock { IOBus(ports: $0.ports, mmio: $0.mmio, logger: logger) }
+
+        // SIGINT/SIGTERM come through a signalfd, so no thread is ever interrupted by them.
+        _ = ckvm_thread_sigmask(SIG_BLOCK, SIGINT, SIGTERM)
+        let signals = ckvm_signalfd(SIGINT, SIGTERM)
+        guard signals >= 0 else { throw .hostErrno("signalfd for SIGINT/SIGTERM") }
+        defer {
+            close(signals)
+            _ = ckvm_thread_sigmask(SIG_UNBLOCK, SIGINT, SIGTERM)
+        }
+        guard ckvm_install_kick_handler(Partition.kickSignal) == 0 else { throw .hostErrno("sigaction for the vCPU kick signal") }
+
+        let running = RunningThreads()
+        var threads: [pthread_t] = []
+        for vcpu in vcpus {
+            let loop = VCPULoop(vcpu: vcpu, bus: bus, ioapic: ioapic, control: control, logger: logger)
+            running.count.add(1, ordering: .sequentiallyConsistent)
+            do {
+                threads.append(try Partition.startThread {
+                    loop.run()
+                    running.count.subtract(1, ordering: .sequentiallyConsistent)
+                })
+            } catch {
+                running.count.subtract(1, ordering: .sequentiallyConsistent)
+                control.requestStop(.hostFailure(error.description))
+                break
+            }
+        }
+
+        waitForStop(signals: signals, timeout: timeout)
+        stopVCPUs(threads: threads, running: running)
+        return control.stopReason ?? .hostFailure("partition stopped without a reason")
+    }
+
+    /// Sleeps until the control's eventfd fires, a signal arrives, or the timeout passes.
+    func waitForStop(signals: Int32, timeout: Double?) {
+        let deadline = timeout.map { monotonicSeconds() + $0 }
+        while !control.isStopping {
+            var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+            var waitMilliseconds: Int32 = -1
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                if left <= 0 { control.requestStop(.timeout); break }
+                waitMilliseconds = Int32(min(left * 1000 + 1, Double(Int32.max)))
+            }
+            let ready = poll(&fds, 2, waitMilliseconds)
+            if ready > 0 && fds[1].revents & Int16(POLLIN) != 0 {
+                var info = signalfd_siginfo()
+                if read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                    control.requestStop(.signal(Int32(info.ssi_signo)))
+                }
+            }
+        }
+    }
+
+    /// Kicks every vCPU out of KVM_RUN (immediate_exit covers a thread that has not entered
+    /// it yet; the signal one that is inside) until all loops have returned, then joins them.
+    func stopVCPUs(threads: [pthread_t], running: RunningThreads) {
+        for vcpu in vcpus { vcpu.setImmediateExit(true) }
+        while running.count.load(ordering: .sequentiallyConsistent) > 0 {
+            for thread in threads { _ = ckvm_pthread_kill(thread, Partition.kickSignal) }
+            usleep(200)
+        }
+        for thread in threads { pthread_join(thread, nil) }
+    }
+}
+
+/// How many vCPU loops have not returned yet.
+final class RunningThreads: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// Delivers IOAPIC messages with KVM_SIGNAL_MSI and keeps KVM's GSI routes in step.
+final class KVMInterruptSink: MSISink {
+    let vm: VirtualMachine
+    let logger: Logger
+    let failures = Atomic<UInt64>(0)
+
+    init(vm: VirtualMachine, logger: Logger) {
+        self.vm = vm
+        self.logger = logger
+    }
+
+    func deliver(address: UInt64, data: UInt32) {
+        do { try vm.signalMSI(address: address, data: data) } catch { noteFailure(error) }
+    }
+
+    func routesChanged(_ routes: [VirtualMachine.MSIRoute]) {
+        do { try vm.setGSIRouting(routes) } catch { noteFailure(error) }
+    }
+
+    func noteFailure(_ error: KVMError) {
+        let count = failures.wrappingAdd(1, ordering: .relaxed).newValue
+        if RateLimit.shouldLog(count) { logger.warning("interrupt delivery failed: \(error) (\(count) so far)") }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

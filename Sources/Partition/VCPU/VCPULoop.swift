@@ -1,0 +1,52 @@
+import KVM
+import Logging
+
+/// One vCPU's thread body: KVM_RUN, decode the exit, hand it to the bus or the IOAPIC, again,
+/// until the partition stops. Exits that end the guest become a StopReason with the registers.
+struct VCPULoop: Sendable {
+    let vcpu: VirtualCPU
+    let bus: IOBus
+    let ioapic: IOAPIC
+    let control: PartitionControl
+    let logger: Logger
+
+    func run() {
+        while !control.isStopping {
+            let exit: VCPUExit
+            do { exit = try vcpu.runOnce() } catch {
+                control.requestStop(.hostFailure(error.description))
+                return
+            }
+            switch exit {
+            case .io(let io):
+                bus.handlePortIO(direction: io.direction, port: io.port, size: io.size, data: io.data)
+            case .mmio(let access):
+                bus.handleMMIO(address: access.address, isWrite: access.isWrite, data: access.data)
+            case .ioapicEOI(let vector):
+                ioapic.endOfInterrupt(vector: vector)
+            case .interrupted, .hlt:
+                // A kick (check the stop flag) or, with the in-kernel LAPIC, nothing to do.
+                continue
+            case .shutdown:
+                crash("triple fault (KVM_EXIT_SHUTDOWN)")
+            case .failedEntry(let reason, let cpu):
+                crash("KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x\(String(reason, radix: 16)) on host CPU \(cpu)")
+            case .internalError(let suberror, let data):
+                let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+                crash("KVM_EXIT_INTERNAL_ERROR: suberror \(suberror)\(data.isEmpty ? "" : ", data \(words)")")
+            case .systemEvent(let type):
+                switch VCPUExit.systemEventName(type) {
+                case "shutdown": control.requestStop(.powerOff)
+                case "reset": control.requestStop(.reboot)
+                default: crash("KVM_EXIT_SYSTEM_EVENT \(VCPUExit.systemEventName(type))")
+                }
+            case .unknown(let reason, let hardware):
+                crash("unexpected KVM exit reason \(reason) (hardware reason 0x\(String(hardware, radix: 16)))")
+            }
+        }
+    }
+
+    func crash(_ what: String) {
+        control.requestStop(.crash("vCPU \(vcpu.id): \(what)\n\(RegisterDump.format(vcpu))"))
+    }
+}

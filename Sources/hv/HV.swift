@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct HV: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hv",
+        abstract: "A virtual machine monitor for Linux KVM, built the way Hyper-V is built.",
+        subcommands: [Run.self, Caps.self, Bench.self]
+    )
+}

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Devices
+import Glibc
+import KVM
+import Logging
+import Partition
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Boot a kernel image (PVH ELF or Linux bzImage) in a new partition.",
+        discussion: """
+        The guest's exit status becomes hv's: writing byte N to I/O port 0x501 ends hv with status N.
+        With a terminal on stdin, the serial console is raw: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
+        hv's own statuses: 64 usage, 65 bad image, 66 unreadable file, 69 no usable KVM, 71 host
+        failure, 120 guest reboot, 121 guest crash, 124 timeout, 128+N signal N.
+        """
+    )
+
+    @Argument(help: "Kernel image: an ELF with a PVH note, or a Linux bzImage.")
+    var image: String
+
+    @Option(help: "Initial ramdisk, handed to the kernel as its initrd (PVH: module 0).")
+    var initrd: String?
+
+    @Option(help: "Kernel command line.")
+    var cmdline: String = ""
+
+    @Option(help: "Guest RAM, e.g. 256M or 4G (a bare number is MiB).")
+    var memory: String = "256M"
+
+    @Option(help: "Number of vCPUs.")
+    var cpus: Int = 1
+
+    @Option(help: "Where the guest's serial port (COM1) goes: stdio, or file:PATH.")
+    var serial: String = "stdio"
+
+    @Option(help: "Stop the guest after this many seconds (exit status 124).")
+    var timeout: Double?
+
+    @Flag(help: "Restart the guest when it asks for a reset, instead of exiting with status 120.")
+    var reboot = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        guard cpus >= 1 else { throw ValidationError("--cpus must be at least 1 (got \(cpus))") }
+        guard parseMemorySize(memory) != nil else {
+            throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 2G, 512)")
+        }
+        guard serial == "stdio" || (serial.hasPrefix("file:") && serial.count > 5) else {
+            throw ValidationError("--serial must be 'stdio' or 'file:PATH' (got '\(serial)')")
+        }
+        if let timeout, !(timeout > 0 && timeout.isFinite) {
+            throw ValidationError("--timeout must be a positive number of seconds")
+        }
+    }
+
+    func run() throws {
+        var logger = Logger(label: "hv")
+        logger.logLevel = logLevel
+        do {
+            let status = try boot(logger: logger)
+            throw ExitCode(status)
+        } catch let error as PartitionError {
+            printError(error.description)
+            throw ExitCode(ExitStatus.forError(error))
+        }
+    }
+
+    func boot(logger: Logger) throws(PartitionError) -> Int32 {
+        let system: KVMSystem
+        do { system = try KVMSystem() } catch { throw .kvm(error) }
+        let request = BootRequest(
+            imageName: image,
+            image: try ImageFile.read(image, what: "kernel image"),
+            initrd: try initrd.map { path throws(PartitionError) in try ImageFile.read(path, what: "initrd") },
+            cmdline: cmdline)
+        let output: any SerialOutput = serial == "stdio"
+            ? FileSerialOutput(fd: STDOUT_FILENO)
+            : try FileSerialOutput(path: String(serial.dropFirst("file:".count)))
+        let configuration = PartitionConfiguration(memorySize: parseMemorySize(memory)!, cpuCount: cpus)
+        while true {
+            let reason = try bootOnce(system: system, configuration: configuration, request: request, output: output, logger: logger)
+            switch reason {
+            case .reboot where reboot:
+                logger.info("guest requested a reset; restarting")
+                continue
+            case .crash(let report):
+                printError("guest crashed: \(report)")
+            case .hostFailure(let message):
+                printError(message)
+            case .timeout:
+                printError("guest stopped: --timeout of \(timeout ?? 0) seconds ran out")
+            default:
+                break
+            }
+            return ExitStatus.forStop(reason)
+        }
+    }
+
+    /// One life of the guest: a fresh partition, devices, kernel, run until it stops.
+    func bootOnce(system: KVMSystem, configuration: PartitionConfiguration, request: BootRequest,
+                  output: any SerialOutput, logger: Logger) throws(PartitionError) -> StopReason {
+        let partition = try Partition(system: system, configuration: configuration, logger: logger)
+        let control = partition.control
+        let ioapic = partition.ioapic
+        let uart = Serial16550(output: output) { level in ioapic.setLevel(pin: Serial16550.com1IRQ, asserted: level) }
+        partition.attach(ports: Serial16550.com1Base...(Serial16550.com1Base + 7), uart)
+        partition.attach(ports: ExitPort.port...ExitPort.port, ExitPort(control: control))
+        let keyboardController = I8042(control: control)
+        partition.attach(ports: I8042.dataPort...I8042.dataPort, keyboardController)
+        partition.attach(ports: I8042.commandPort...I8042.commandPort, keyboardController)
+        partition.attach(ports: CMOSClock.indexPort...CMOSClock.dataPort, CMOSClock())
+        let legacy = LegacyPorts(control: control)
+        for range in LegacyPorts.ranges { partition.attach(ports: range, legacy) }
+
+        let boot = try KernelLoader.load(request, into: partition.memory)
+        var console: SerialConsole?
+        if serial == "stdio" {
+            console = try SerialConsole(uart: uart, control: control)
+            try console?.start()
+        }
+        defer { console?.stop() }
+        return try partition.run(boot: boot, timeout: timeout)
+    }
+}
+
+func printError(_ message: String) {
+    var line = "hv: error: \(message)\n"
+    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
