@@ -28,10 +28,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Builders for synthetic kernel images and paths to the built artifacts, shared by the tests.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM"]),
-        .testTarget(name: "PartitionTests", dependencies: ["Partition", "KVM"]),
+        .testTarget(name: "PartitionTests", dependencies: ["Partition", "KVM", "TestSupport"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Partition"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["KVM"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["KVM", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

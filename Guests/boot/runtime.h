@@ -1,0 +1,36 @@
+/*
+ * Interface between the shared boot runtime and a guest program.
+ *
+ * The runtime boots the BSP, calls prog_kernel_init() at CPL0 (optional,
+ * weak), then drops every running CPU to CPL3 and calls prog_user_main().
+ */
+#ifndef GUEST_RUNTIME_H
+#define GUEST_RUNTIME_H
+#include <stdint.h>
+#include "config.h"
+
+struct cpu {
+	unsigned slot;          /* arrival order: stack/TSS/GDT slot */
+	unsigned index;         /* rank by APIC ID, BSP first */
+	unsigned apic_id;
+};
+
+/* Provided by the program. */
+void prog_kernel_init(void);                    /* CPL0, BSP only; optional */
+void prog_user_main(struct cpu *c) __attribute__((noreturn));  /* CPL3, every CPU */
+
+/* Provided by the runtime. */
+extern struct cpu cpus[MAX_CPUS];
+extern unsigned ncpus;                          /* CPUs running prog_user_main */
+
+/* Value of "key=N" (decimal) on the PVH command line; 1 if found. Any CPL. */
+int cmdline_get_u64(const char *key, uint64_t *out);
+/* CPU count from CPUID (leaf 0xB, else leaf 1 when HTT). CPL0. */
+unsigned cpu_count_cpuid(void);
+/* Start APs (INIT-SIPI-SIPI broadcast) and wait for n-1 of them. CPL0.
+ * Returns how many CPUs (BSP included) checked in; on success they run. */
+unsigned smp_start(unsigned n);
+/* Write status to the exit port. Any CPL. */
+void guest_exit(uint8_t status) __attribute__((noreturn));
+
+#endif
