@@ -96,6 +96,8 @@ public final class Partition: Sendable {
             running.count.add(1, ordering: .sequentiallyConsistent)
             do {
                 threads.append(try Partition.startThread {
+                    // Whatever mask hv inherited, the kick must reach this thread.
+                    _ = ckvm_thread_sigmask(SIG_UNBLOCK, Partition.kickSignal, 0)
                     loop.run()
                     running.count.subtract(1, ordering: .sequentiallyConsistent)
                 })

@@ -7,7 +7,7 @@ struct Caps: ParsableCommand {
 
     func run() throws {
         let system: KVMSystem
-        do { system = try KVMSystem() } catch {
+        do { system = try KVMSystem(path: kvmDevicePath()) } catch {
             printError(error.description)
             throw ExitCode(ExitStatus.noKVM)
         }

@@ -70,7 +70,7 @@ struct Run: ParsableCommand {
 
     func boot(logger: Logger) throws(PartitionError) -> Int32 {
         let system: KVMSystem
-        do { system = try KVMSystem() } catch { throw .kvm(error) }
+        do { system = try KVMSystem(path: kvmDevicePath()) } catch { throw .kvm(error) }
         let request = BootRequest(
             imageName: image,
             image: try ImageFile.read(image, what: "kernel image"),
@@ -124,6 +124,11 @@ struct Run: ParsableCommand {
         defer { console?.stop() }
         return try partition.run(boot: boot, timeout: timeout)
     }
+}
+
+/// /dev/kvm, or the device named by HV_KVM_DEVICE (so tests can point hv at a missing one).
+func kvmDevicePath() -> String {
+    getenv("HV_KVM_DEVICE").map { String(cString: $0) } ?? KVMSystem.defaultPath
 }
 
 func printError(_ message: String) {

@@ -1,0 +1,45 @@
+# hv: build, test and demo. `make demo` and `make test` work on a fresh Debian machine with
+# Swift installed: they install the Debian packages they need first (once).
+SWIFT ?= swift
+HV := .build/debug/hv
+# Debian packages the build, the tests and the benchmark need.
+DEBIAN_PACKAGES := gcc make binutils qemu-system-x86
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build guests demo test fetch-kernel bench clean
+
+all: build guests
+
+# Installs what is missing; apt-get update runs once, and only when something is missing.
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@[ -d /var/lib/apt/lists ] && ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1 || $(SUDO) apt-get update -q
+
+build: deps
+	$(SWIFT) build
+
+guests: deps
+	$(MAKE) -C Guests
+
+demo: build guests
+	$(HV) run Guests/build/hello.elf --cpus 4
+
+fetch-kernel: deps
+	Tests/Fixtures/fetch-debian-kernel.sh
+
+test: build guests fetch-kernel
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps guests
+	$(SWIFT) build -c release
+	.build/release/hv bench boot
+
+clean:
+	rm -rf .build .cache
+	$(MAKE) -C Guests clean
