@@ -36,9 +36,11 @@ test: build guests fetch-kernel
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# The benchmark runs the release build with the Swift runtime linked in (no dynamic
+# loading of libswiftCore and friends at every start), the way hv is meant to ship.
 bench: deps guests
-	$(SWIFT) build -c release
-	.build/release/hv bench boot
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	.build-static/release/hv bench boot
 
 clean:
 	rm -rf .build .cache

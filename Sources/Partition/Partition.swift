@@ -89,27 +89,23 @@ public final class Partition: Sendable {
         }
         guard ckvm_install_kick_handler(Partition.kickSignal) == 0 else { throw .hostErrno("sigaction for the vCPU kick signal") }
 
-        let running = RunningThreads()
         var threads: [pthread_t] = []
         for vcpu in vcpus {
             let loop = VCPULoop(vcpu: vcpu, bus: bus, ioapic: ioapic, control: control, logger: logger)
-            running.count.add(1, ordering: .sequentiallyConsistent)
             do {
                 threads.append(try Partition.startThread {
                     // Whatever mask hv inherited, the kick must reach this thread.
                     _ = ckvm_thread_sigmask(SIG_UNBLOCK, Partition.kickSignal, 0)
                     loop.run()
-                    running.count.subtract(1, ordering: .sequentiallyConsistent)
                 })
             } catch {
-                running.count.subtract(1, ordering: .sequentiallyConsistent)
                 control.requestStop(.hostFailure(error.description))
                 break
             }
         }
 
         waitForStop(signals: signals, timeout: timeout)
-        stopVCPUs(threads: threads, running: running)
+        stopVCPUs(threads: threads)
         return control.stopReason ?? .hostFailure("partition stopped without a reason")
     }
 
@@ -135,21 +131,14 @@ public final class Partition: Sendable {
         }
     }
 
-    /// Kicks every vCPU out of KVM_RUN (immediate_exit covers a thread that has not entered
-    /// it yet; the signal one that is inside) until all loops have returned, then joins them.
-    func stopVCPUs(threads: [pthread_t], running: RunningThreads) {
+    /// Stops every vCPU loop and joins its thread. The stop reason is already set, so a loop
+    /// that checks it exits; immediate_exit makes any later KVM_RUN return at once, and the
+    /// signal interrupts one already inside. Set first, then signal: no kick can be lost.
+    func stopVCPUs(threads: [pthread_t]) {
         for vcpu in vcpus { vcpu.setImmediateExit(true) }
-        while running.count.load(ordering: .sequentiallyConsistent) > 0 {
-            for thread in threads { _ = ckvm_pthread_kill(thread, Partition.kickSignal) }
-            usleep(200)
-        }
+        for thread in threads { _ = ckvm_pthread_kill(thread, Partition.kickSignal) }
         for thread in threads { pthread_join(thread, nil) }
     }
-}
-
-/// How many vCPU loops have not returned yet.
-final class RunningThreads: Sendable {
-    let count = Atomic<Int>(0)
 }
 
 /// Delivers IOAPIC messages with KVM_SIGNAL_MSI and keeps KVM's GSI routes in step.
