@@ -166,7 +166,8 @@ final class KVMInterruptSink: MSISink {
     }
 }
 
-func monotonicSeconds() -> Double {
+/// Seconds on the monotonic clock, for deadlines.
+public func monotonicSeconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9

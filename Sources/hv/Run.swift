@@ -80,11 +80,17 @@ struct Run: ParsableCommand {
             ? FileSerialOutput(fd: STDOUT_FILENO)
             : try FileSerialOutput(path: String(serial.dropFirst("file:".count)))
         let configuration = PartitionConfiguration(memorySize: parseMemorySize(memory)!, cpuCount: cpus)
+        // --timeout bounds the whole run, reboots included.
+        let deadline = timeout.map { monotonicSeconds() + $0 }
+        var restarts = 0
         while true {
-            let reason = try bootOnce(system: system, configuration: configuration, request: request, output: output, logger: logger)
+            let remaining = deadline.map { max($0 - monotonicSeconds(), 0.001) }
+            let reason = try bootOnce(system: system, configuration: configuration, request: request, output: output,
+                                      timeout: remaining, logger: logger)
             switch reason {
             case .reboot where reboot:
-                logger.info("guest requested a reset; restarting")
+                restarts += 1
+                logger.info("guest requested a reset; restarting (restart \(restarts))")
                 continue
             case .crash(let report):
                 printError("guest crashed: \(report)")
@@ -101,7 +107,7 @@ struct Run: ParsableCommand {
 
     /// One life of the guest: a fresh partition, devices, kernel, run until it stops.
     func bootOnce(system: KVMSystem, configuration: PartitionConfiguration, request: BootRequest,
-                  output: any SerialOutput, logger: Logger) throws(PartitionError) -> StopReason {
+                  output: any SerialOutput, timeout: Double?, logger: Logger) throws(PartitionError) -> StopReason {
         let partition = try Partition(system: system, configuration: configuration, logger: logger)
         let control = partition.control
         let ioapic = partition.ioapic

@@ -77,6 +77,22 @@ struct RunTests {
         #expect(!result.timedOut)
     }
 
+    @Test func rebootFlagRestartsTheGuestUntilTheTimeout() {
+        let image = temporaryFile(named: "reset.elf", contents: SyntheticELF.withEntryCode([0xB0, 0xFE, 0xE6, 0x64, 0xEB, 0xFE]))
+        let result = hv(["run", image, "--reboot", "--timeout", "1", "--log-level", "info"], timeLimit: 30)
+        #expect(result.status == 124, "\(result)")
+        #expect(result.stderr.contains("restarting (restart 2)"), "\(result)")
+    }
+
+    /// With a terminal on stdin the console is raw and Ctrl-A x quits. script(1) provides the terminal.
+    @Test(.enabled(if: fileExists("/usr/bin/script"), "needs script(1) from util-linux for a pseudo-terminal"))
+    func consoleEscapeQuitsFromATerminal() {
+        let image = temporaryFile(named: "spin.elf", contents: SyntheticELF.withEntryCode([0xEB, 0xFE]))
+        let result = runProcess(["/bin/sh", "-c", "(sleep 1; printf '\\001x') | script -q -e -c \"'\(Artifacts.hv)' run '\(image)' --timeout 20\" /dev/null"],
+                                timeLimit: 30)
+        #expect(result.status == 0, "\(result)")
+    }
+
     // MARK: bad input: one clear line, a documented status
 
     func expectError(_ arguments: [String], status: Int32, mentioning text: String,
