@@ -15,5 +15,6 @@
 #define TSS_SEL(slot) (0x30 + 16 * (slot))
 
 #define AP_TRAMPOLINE 0x8000        /* SIPI vector 0x08 */
+#define IRQ_STUB_SIZE 16            /* bytes per device interrupt stub (entry.S) */
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * PVH entry, long-mode switch, AP trampoline, exception stubs and the CPL3 drop.
+ * PVH entry, long-mode switch, AP trampoline, exception and interrupt stubs,
+ * and the CPL3 drop.
  *
  * The loader enters pvh_start32 in 32-bit protected mode, paging off, with
  * EBX = physical address of hvm_start_info. Nothing the loader set up (GDT,
@@ -183,6 +184,55 @@ isr_common:
 isr_spurious:
 	iretq
 
+/*
+ * ---- device interrupt stubs, vectors 32..254 (0xFF stays isr_spurious) ----
+ * One 16-byte stub per vector, so the runtime finds vector v's stub at
+ * irq_stubs + (v - 32) * 16 without a table. Unlike exceptions these return:
+ * save the caller-saved registers (-mgeneral-regs-only: no vector state) and
+ * call irq_dispatch(vector).
+ */
+	.p2align 4
+	.globl irq_stubs
+irq_stubs:
+	.set v, 32
+	.rept 255 - 32
+	/* .org also fails the build ("move .org backwards") if a stub outgrows its slot. */
+	.org irq_stubs + (v - 32) * IRQ_STUB_SIZE, 0xcc
+	pushq $v
+	jmp irq_common
+	.set v, v + 1
+	.endr
+
+irq_common:
+	cld                             /* the ABI wants DF=0 on entry to C */
+	pushq %rax
+	pushq %rcx
+	pushq %rdx
+	pushq %rsi
+	pushq %rdi
+	pushq %r8
+	pushq %r9
+	pushq %r10
+	pushq %r11
+	movq 72(%rsp), %rdi             /* the vector the stub pushed */
+	pushq %rbp
+	movq %rsp, %rbp
+	andq $-16, %rsp                 /* ABI alignment for the C handler */
+	call irq_dispatch
+	movq %rbp, %rsp
+	popq %rbp
+	popq %r11
+	popq %r10
+	popq %r9
+	popq %r8
+	popq %rdi
+	popq %rsi
+	popq %rdx
+	popq %rcx
+	popq %rax
+	addq $8, %rsp                   /* drop the vector */
+	iretq
+
 	.section .rodata
 	.p2align 3
 	.globl isr_table
@@ -241,8 +291,8 @@ ap_next_slot:
 
 /*
  * Identity map of 0..4 GiB with 2 MiB pages. U/S is set at every level so
- * CPL3 can run the image (this is a test stub, not an OS). The 2 MiB page
- * holding the LAPIC (0xFEE00000) is uncached.
+ * CPL3 can run the image (this is a test stub, not an OS). The 2 MiB pages
+ * holding the LAPIC (0xFEE00000) and the IOAPIC (0xFEC00000) are uncached.
  */
 	.p2align 12
 	.globl pml4
@@ -255,7 +305,7 @@ pdpt:
 pd:
 	.set i, 0
 	.rept 2048
-	.if i == (0xfee00000 >> 21)
+	.if i == (0xfee00000 >> 21) || i == (0xfec00000 >> 21)
 	.quad (i << 21) | 0x9f          /* P RW US PWT PCD PS */
 	.else
 	.quad (i << 21) | 0x87          /* P RW US PS */

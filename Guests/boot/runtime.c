@@ -50,6 +50,7 @@ extern uint64_t gdt_tss[];
 extern uint8_t kstacks[];
 extern const uint64_t isr_table[32];
 extern void isr_spurious(void);
+extern const char irq_stubs[];
 extern const char ap_tramp_start[], ap_tramp_end[];
 extern void enter_user(void (*entry)(struct cpu *), struct cpu *arg, uint64_t rsp)
 	__attribute__((noreturn));
@@ -61,6 +62,7 @@ static struct idt_entry idt[256];
 static uint8_t ustacks[MAX_CPUS][USTACK_SIZE] __attribute__((aligned(16)));
 static volatile unsigned cpus_online;   /* APs that finished CPL0 setup */
 static volatile unsigned smp_go;        /* set once indices are assigned */
+static irq_handler_t irq_handlers[256];
 
 void guest_exit(uint8_t status)
 {
@@ -91,6 +93,24 @@ static void set_gate(unsigned vec, uint64_t handler)
 	e->off1 = (uint16_t)(handler >> 16);
 	e->off2 = (uint32_t)(handler >> 32);
 	e->reserved = 0;
+}
+
+/* Called by irq_common (entry.S) with the vector its stub pushed. */
+void irq_dispatch(uint64_t vector)
+{
+	irq_handler_t h = irq_handlers[vector & 0xff];
+
+	if (h)                  /* always set: only registered vectors have a gate */
+		h((unsigned)(vector & 0xff));
+}
+
+int irq_set_handler(unsigned vector, irq_handler_t handler)
+{
+	if (vector < 32 || vector >= 0xff || !handler)
+		return 0;
+	irq_handlers[vector] = handler;
+	set_gate(vector, (uint64_t)(irq_stubs + (vector - 32) * IRQ_STUB_SIZE));
+	return 1;
 }
 
 static void load_idt(void)
@@ -154,10 +174,14 @@ static void copy_cmdline(void)
 	cmdline[i] = '\0';
 }
 
-int cmdline_get_u64(const char *key, uint64_t *out)
+/*
+ * Next "key=value" token at or after *pos: returns the value and its length,
+ * and leaves *pos after the token; NULL when there is none.
+ */
+static const char *cmdline_next(const char **pos, const char *key, size_t *len)
 {
 	size_t klen = strlen(key);
-	const char *p = cmdline;
+	const char *p = *pos;
 
 	while (*p) {
 		while (*p == ' ')
@@ -169,19 +193,48 @@ int cmdline_get_u64(const char *key, uint64_t *out)
 		while (i < klen && tok + i < p && tok[i] == key[i])
 			i++;
 		if (i == klen && tok + klen < p && tok[klen] == '=') {
-			const char *d = tok + klen + 1;
-			uint64_t v = 0;
-			if (d == p)
-				continue;
-			for (; d < p && *d >= '0' && *d <= '9'; d++)
-				v = v * 10 + (uint64_t)(*d - '0');
-			if (d != p)
-				continue;       /* not a plain decimal number */
-			*out = v;
-			return 1;
+			*pos = p;
+			*len = (size_t)(p - (tok + klen + 1));
+			return tok + klen + 1;
 		}
 	}
+	*pos = p;
+	return NULL;
+}
+
+int cmdline_get_u64(const char *key, uint64_t *out)
+{
+	const char *pos = cmdline, *d;
+	size_t len;
+
+	while ((d = cmdline_next(&pos, key, &len))) {
+		const char *end = d + len;
+		uint64_t v = 0;
+		if (d == end)
+			continue;
+		for (; d < end && *d >= '0' && *d <= '9'; d++)
+			v = v * 10 + (uint64_t)(*d - '0');
+		if (d != end)
+			continue;       /* not a plain decimal number */
+		*out = v;
+		return 1;
+	}
 	return 0;
+}
+
+int cmdline_get_str(const char *key, char *out, size_t size)
+{
+	const char *pos = cmdline;
+	size_t len;
+	const char *v = cmdline_next(&pos, key, &len);
+
+	if (!v || !size)
+		return 0;
+	if (len > size - 1)
+		len = size - 1;
+	memcpy(out, v, len);
+	out[len] = '\0';
+	return 1;
 }
 
 /* ---- SMP ---- */

@@ -6,6 +6,7 @@
  */
 #ifndef GUEST_RUNTIME_H
 #define GUEST_RUNTIME_H
+#include <stddef.h>
 #include <stdint.h>
 #include "config.h"
 
@@ -25,11 +26,21 @@ extern unsigned ncpus;                          /* CPUs running prog_user_main *
 
 /* Value of "key=N" (decimal) on the PVH command line; 1 if found. Any CPL. */
 int cmdline_get_u64(const char *key, uint64_t *out);
+/* First "key=value" on the command line, copied NUL-terminated (truncated to
+ * size - 1); 1 if found. Any CPL. */
+int cmdline_get_str(const char *key, char *out, size_t size);
 /* CPU count from CPUID (leaf 0xB, else leaf 1 when HTT). CPL0. */
 unsigned cpu_count_cpuid(void);
 /* Start APs (INIT-SIPI-SIPI broadcast) and wait for n-1 of them. CPL0.
  * Returns how many CPUs (BSP included) checked in; on success they run. */
 unsigned smp_start(unsigned n);
+/*
+ * Device interrupts (vectors 32..254). The handler runs at CPL0 with IF=0 on
+ * the CPU's kernel stack and must do its own EOI (the runtime does not know
+ * where the interrupt came from). Returns 0 for a vector out of range. CPL0.
+ */
+typedef void (*irq_handler_t)(unsigned vector);
+int irq_set_handler(unsigned vector, irq_handler_t handler);
 /* Write status to the exit port. Any CPL. */
 void guest_exit(uint8_t status) __attribute__((noreturn));
 

@@ -5,7 +5,11 @@
 
 #define LAPIC_BASE   0xfee00000UL
 #define LAPIC_ID     0x020
+#define LAPIC_TPR    0x080
+#define LAPIC_EOI    0x0b0
 #define LAPIC_SVR    0x0f0
+#define LAPIC_LVT_LINT0 0x350
+#define LVT_MASKED   0x00010000
 #define LAPIC_ICR_LO 0x300
 #define LAPIC_ICR_HI 0x310
 
@@ -28,6 +32,13 @@ static inline void lapic_write(uint32_t reg, uint32_t v)
 static inline uint32_t lapic_id(void)
 {
 	return lapic_read(LAPIC_ID) >> 24;
+}
+
+/* End of interrupt for the in-service vector (and, for a level-triggered
+ * IOAPIC pin, the IOAPIC's Remote IRR). */
+static inline void lapic_eoi(void)
+{
+	lapic_write(LAPIC_EOI, 0);
 }
 
 void lapic_enable(void);

@@ -26,16 +26,13 @@ public struct CPUIDTable: Sendable {
         }
     }
 
-    func withKVMStructure<R>(_ body: (UnsafeMutableRawPointer) throws(KVMError) -> R) throws(KVMError) -> R {
-        let size = Int(ckvm_cpuid2_size(UInt32(entries.count)))
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let header = buffer.assumingMemoryBound(to: kvm_cpuid2.self)
-        header.pointee.nent = UInt32(entries.count)
-        let target = ckvm_cpuid2_entries(header)!
-        for (i, entry) in entries.enumerated() { target[i] = entry }
-        return try body(buffer)
+    func withKVMStructure<R>(_ body: (UnsafeMutablePointer<kvm_cpuid2>) throws(KVMError) -> R) throws(KVMError) -> R {
+        try withKVMBuffer(kvm_cpuid2.self, size: Int(ckvm_cpuid2_size(UInt32(entries.count)))) { header throws(KVMError) in
+            header.pointee.nent = UInt32(entries.count)
+            let target = ckvm_cpuid2_entries(header)!
+            for (i, entry) in entries.enumerated() { target[i] = entry }
+            return try body(header)
+        }
     }
 }
 

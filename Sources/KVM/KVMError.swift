@@ -30,3 +30,14 @@ func retryingEINTR(_ operation: @autoclosure () -> String, _ call: () -> Int32) 
         throw KVMError.fromErrno(operation())
     }
 }
+
+/// Runs `body` on a zeroed, 8-byte-aligned scratch buffer of `size` bytes, bound to `Header`:
+/// the shape of KVM's variable-length structures (kvm_cpuid2, kvm_msrs, kvm_irq_routing),
+/// a header followed by a flexible array.
+func withKVMBuffer<Header, R>(_ header: Header.Type, size: Int,
+                              _ body: (UnsafeMutablePointer<Header>) throws(KVMError) -> R) throws(KVMError) -> R {
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    return try body(buffer.bindMemory(to: Header.self, capacity: 1))
+}

@@ -74,20 +74,18 @@ public final class KVMSystem: Sendable {
         // KVM answers E2BIG until the buffer is large enough.
         var capacity: UInt32 = 128
         while true {
-            let size = Int(ckvm_cpuid2_size(capacity))
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-            defer { buffer.deallocate() }
-            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-            let header = buffer.assumingMemoryBound(to: kvm_cpuid2.self)
-            header.pointee.nent = capacity
-            if ckvm_ioctl(fd, CKVM_GET_SUPPORTED_CPUID, buffer) == 0 {
-                let entries = ckvm_cpuid2_entries(header)!
-                return CPUIDTable(entries: (0..<Int(header.pointee.nent)).map { entries[$0] })
+            let answer = try withKVMBuffer(kvm_cpuid2.self, size: Int(ckvm_cpuid2_size(capacity))) { header throws(KVMError) -> CPUIDTable? in
+                header.pointee.nent = capacity
+                if ckvm_ioctl(fd, CKVM_GET_SUPPORTED_CPUID, header) == 0 {
+                    let entries = ckvm_cpuid2_entries(header)!
+                    return CPUIDTable(entries: (0..<Int(header.pointee.nent)).map { entries[$0] })
+                }
+                let code = Glibc.errno
+                if (code == E2BIG && capacity < 4096) || code == EINTR { return nil }
+                throw KVMError("KVM_GET_SUPPORTED_CPUID", errno: code)
             }
-            let code = Glibc.errno
-            if code == E2BIG && capacity < 4096 { capacity *= 2; continue }
-            if code == EINTR { continue }
-            throw KVMError("KVM_GET_SUPPORTED_CPUID", errno: code)
+            if let answer { return answer }
+            if capacity < 4096 { capacity *= 2 }
         }
     }
 

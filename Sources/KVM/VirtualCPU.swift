@@ -77,18 +77,9 @@ public final class VirtualCPU: @unchecked Sendable {
 
     /// Writes MSRs; KVM stops at the first it refuses, which is reported by index.
     public func setMSRs(_ msrs: [(index: UInt32, value: UInt64)]) throws(KVMError) {
-        let size = Int(ckvm_msrs_size(UInt32(msrs.count)))
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let header = buffer.assumingMemoryBound(to: kvm_msrs.self)
-        header.pointee.nmsrs = UInt32(msrs.count)
-        let entries = ckvm_msrs_entries(header)!
-        for (i, msr) in msrs.enumerated() {
-            entries[i].index = msr.index
-            entries[i].data = msr.value
+        let written = try withMSRBuffer(msrs) { buffer throws(KVMError) in
+            try retryingEINTR("KVM_SET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_SET_MSRS, buffer) }
         }
-        let written = try retryingEINTR("KVM_SET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_SET_MSRS, buffer) }
         if Int(written) < msrs.count {
             let refused = msrs[Int(written)].index
             throw KVMError("KVM_SET_MSRS on vCPU \(id): MSR 0x\(String(refused, radix: 16)) refused", errno: EINVAL)
@@ -96,17 +87,25 @@ public final class VirtualCPU: @unchecked Sendable {
     }
 
     public func msr(_ index: UInt32) throws(KVMError) -> UInt64 {
-        let size = Int(ckvm_msrs_size(1))
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let header = buffer.assumingMemoryBound(to: kvm_msrs.self)
-        header.pointee.nmsrs = 1
-        let entries = ckvm_msrs_entries(header)!
-        entries[0].index = index
-        let read = try retryingEINTR("KVM_GET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_GET_MSRS, buffer) }
-        guard read == 1 else { throw KVMError("KVM_GET_MSRS on vCPU \(id): MSR 0x\(String(index, radix: 16)) refused", errno: EINVAL) }
-        return entries[0].data
+        try withMSRBuffer([(index, 0)]) { header throws(KVMError) in
+            let read = try retryingEINTR("KVM_GET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_GET_MSRS, header) }
+            guard read == 1 else { throw KVMError("KVM_GET_MSRS on vCPU \(id): MSR 0x\(String(index, radix: 16)) refused", errno: EINVAL) }
+            return ckvm_msrs_entries(header)![0].data
+        }
+    }
+
+    /// A kvm_msrs holding `msrs`, for one KVM_GET_MSRS or KVM_SET_MSRS.
+    func withMSRBuffer<R>(_ msrs: [(index: UInt32, value: UInt64)],
+                          _ body: (UnsafeMutablePointer<kvm_msrs>) throws(KVMError) -> R) throws(KVMError) -> R {
+        try withKVMBuffer(kvm_msrs.self, size: Int(ckvm_msrs_size(UInt32(msrs.count)))) { header throws(KVMError) in
+            header.pointee.nmsrs = UInt32(msrs.count)
+            let entries = ckvm_msrs_entries(header)!
+            for (i, msr) in msrs.enumerated() {
+                entries[i].index = msr.index
+                entries[i].data = msr.value
+            }
+            return try body(header)
+        }
     }
 
     /// The local APIC's 1 KiB register page as KVM holds it.

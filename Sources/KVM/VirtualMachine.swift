@@ -74,18 +74,15 @@ public final class VirtualMachine: Sendable {
 
     /// Replaces the whole GSI routing table.
     public func setGSIRouting(_ routes: [MSIRoute]) throws(KVMError) {
-        let size = Int(ckvm_irq_routing_size(UInt32(routes.count)))
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        let table = buffer.assumingMemoryBound(to: kvm_irq_routing.self)
-        table.pointee.nr = UInt32(routes.count)
-        let entries = ckvm_irq_routing_entries(table)!
-        for (index, route) in routes.enumerated() {
-            ckvm_irq_routing_entry_set_msi(entries + index, route.gsi, UInt32(truncatingIfNeeded: route.address),
-                                           UInt32(truncatingIfNeeded: route.address >> 32), route.data)
+        try withKVMBuffer(kvm_irq_routing.self, size: Int(ckvm_irq_routing_size(UInt32(routes.count)))) { table throws(KVMError) in
+            table.pointee.nr = UInt32(routes.count)
+            let entries = ckvm_irq_routing_entries(table)!
+            for (index, route) in routes.enumerated() {
+                ckvm_irq_routing_entry_set_msi(entries + index, route.gsi, UInt32(truncatingIfNeeded: route.address),
+                                               UInt32(truncatingIfNeeded: route.address >> 32), route.data)
+            }
+            _ = try retryingEINTR("KVM_SET_GSI_ROUTING") { ckvm_ioctl(fd, CKVM_SET_GSI_ROUTING, table) }
         }
-        _ = try retryingEINTR("KVM_SET_GSI_ROUTING") { ckvm_ioctl(fd, CKVM_SET_GSI_ROUTING, buffer) }
     }
 
     public func createVCPU(id: UInt32) throws(KVMError) -> VirtualCPU {

@@ -57,6 +57,8 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        // A closed stdout (hv piped into `head`) must end in EPIPE on write, not kill hv mid-guest.
+        signal(SIGPIPE, SIG_IGN)
         var logger = Logger(label: "hv")
         logger.logLevel = logLevel
         do {

@@ -22,7 +22,7 @@ struct RunTests {
     }
 
     @Test func eightVCPUsAndLargeMemory() {
-        let result = hv(["run", Artifacts.hello, "--cpus", "8", "--memory", "8G", "--timeout", "30"])
+        let result = hv(["run", Artifacts.hello, "--cpus", "8", "--memory", "64G", "--timeout", "30"])
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout == Self.helloLines(8), "\(result)")
     }
