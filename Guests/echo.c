@@ -35,16 +35,19 @@ static volatile unsigned char ring[256];
 static volatile unsigned ring_head, ring_tail;  /* free-running; size is a power of 2 */
 static volatile unsigned long irq_count, ring_dropped;
 
+static void ring_put(unsigned char b)
+{
+	if (ring_head - ring_tail < sizeof(ring))
+		ring[ring_head++ % sizeof(ring)] = b;
+	else
+		ring_dropped++;
+}
+
 /* Read every byte the UART holds: RBR empty is what lowers its IRQ line. */
 static void uart_drain(void)
 {
-	while (inb(LSR) & LSR_DR) {
-		unsigned char b = inb(RBR);
-		if (ring_head - ring_tail < sizeof(ring))
-			ring[ring_head++ % sizeof(ring)] = b;
-		else
-			ring_dropped++;
-	}
+	while (inb(LSR) & LSR_DR)
+		ring_put(inb(RBR));
 }
 
 static void uart_irq(unsigned vector)
@@ -90,9 +93,15 @@ static void setup_interrupts(int level)
 	outb(IER, IER_RDA);
 	outb(MCR, MCR_DTR_RTS_OUT2);
 	/*
-	 * Bytes that came before IER was set: take them now. Their interrupt
-	 * (if one was raised) then finds the UART empty, which is harmless.
+	 * Input from before boot (saved by uart_init), then bytes that came
+	 * before IER was set: take them now. Their interrupt, if one was
+	 * raised, then finds the UART empty, which is harmless.
 	 */
+	unsigned char early[64];
+	size_t n;
+	while ((n = uart_take_early_input(early, sizeof(early))))
+		for (size_t i = 0; i < n; i++)
+			ring_put(early[i]);
 	uart_drain();
 }
 

@@ -25,6 +25,8 @@ public final class Partition: Sendable {
     public let vcpus: [VirtualCPU]
     public let ioapic: IOAPIC
     public let control: PartitionControl
+    /// What the firmware tables tell the guest: vCPUs 0..<n with APIC IDs 0..<n, the IOAPIC with ID n.
+    public let platform: PlatformDescription
     public let logger: Logger
     let devices = Mutex<(ports: AddressRangeMap<UInt16, any PortDevice>, mmio: AddressRangeMap<UInt64, any MMIODevice>)>(
         (AddressRangeMap(), AddressRangeMap()))
@@ -40,6 +42,7 @@ public final class Partition: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
+        platform = PlatformDescription(cpuCount: configuration.cpuCount, ioapicID: UInt8(configuration.cpuCount))
         let map = try MemoryMap(ramSize: configuration.memorySize)
         do {
             vm = try system.createVM()
@@ -50,7 +53,7 @@ public final class Partition: Sendable {
         memory = try GuestMemory(map: map)
         try memory.register(with: vm)
         control = try PartitionControl()
-        ioapic = IOAPIC(sink: KVMInterruptSink(vm: vm, logger: logger))
+        ioapic = IOAPIC(sink: KVMInterruptSink(vm: vm, logger: logger), id: platform.ioapicID)
         do {
             let cpuid = try system.supportedCPUID()
             var vcpus: [VirtualCPU] = []

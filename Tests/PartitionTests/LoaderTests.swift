@@ -31,7 +31,7 @@ import TestSupport
         let image = SyntheticELF.make(segments: [.init(physicalAddress: 0x20_0000, bytes: code, memorySize: 0x1000)], pvhEntry: 0x20_0000)
         try memory.fill(0xAA, at: 0x20_0000, count: 0x1000) // bss must come back zeroed
         let initrd = [UInt8](repeating: 0x5A, count: 10_000)
-        let boot = try KernelLoader.load(BootRequest(imageName: "k", image: image, initrd: initrd, cmdline: "console=ttyS0 x=1"), into: memory)
+        let boot = try KernelLoader.load(BootRequest(imageName: "k", image: image, initrd: initrd, cmdline: "console=ttyS0 x=1"), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
         #expect(boot.mode == .pvh && boot.entry == 0x20_0000 && boot.bootInfo == MemoryMap.pvhStartInfo)
         #expect(try memory.read(at: 0x20_0000, count: 3) == code)
         #expect(try memory.load(UInt8.self, at: 0x20_0FFF) == 0)
@@ -58,9 +58,9 @@ import TestSupport
     @Test func kernelThatDoesNotFitIsRejected() throws {
         let memory = try GuestMemory(map: MemoryMap(ramSize: 16 << 20))
         let image = SyntheticELF.make(segments: [.init(physicalAddress: 0x100_0000, bytes: code, memorySize: 0x10_0000)], pvhEntry: 0x100_0000)
-        #expect(throws: PartitionError.self) { try KernelLoader.load(BootRequest(imageName: "k", image: image), into: memory) }
+        #expect(throws: PartitionError.self) { try KernelLoader.load(BootRequest(imageName: "k", image: image), into: memory, platform: .init(cpuCount: 1, ioapicID: 1)) }
         let low = SyntheticELF.make(segments: [.init(physicalAddress: 0x1000, bytes: code)], pvhEntry: 0x1000)
-        #expect(throws: PartitionError.self) { try KernelLoader.load(BootRequest(imageName: "k", image: low), into: memory) }
+        #expect(throws: PartitionError.self) { try KernelLoader.load(BootRequest(imageName: "k", image: low), into: memory, platform: .init(cpuCount: 1, ioapicID: 1)) }
     }
 
     @Test func initrdThatDoesNotFitIsRejected() throws {
@@ -68,14 +68,14 @@ import TestSupport
         let image = SyntheticELF.make(segments: [.init(physicalAddress: 0x10_0000, bytes: code)], pvhEntry: 0x10_0000)
         let initrd = [UInt8](repeating: 0, count: 16 << 20)
         #expect(throws: PartitionError.self) {
-            try KernelLoader.load(BootRequest(imageName: "k", image: image, initrd: initrd), into: memory)
+            try KernelLoader.load(BootRequest(imageName: "k", image: image, initrd: initrd), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
         }
     }
 
     @Test func neitherELFNorBzImage() throws {
         let memory = try GuestMemory(map: MemoryMap(ramSize: 16 << 20))
         do {
-            _ = try KernelLoader.load(BootRequest(imageName: "notes.txt", image: Array("hello".utf8)), into: memory)
+            _ = try KernelLoader.load(BootRequest(imageName: "notes.txt", image: Array("hello".utf8)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
             Issue.record("accepted a text file")
         } catch {
             #expect(error.description.contains("neither an ELF kernel nor a Linux bzImage"))
@@ -107,7 +107,7 @@ import TestSupport
         let memory = try GuestMemory(map: MemoryMap(ramSize: 64 << 20))
         let image = SyntheticBzImage.make()
         let initrd = [UInt8](repeating: 7, count: 5000)
-        let boot = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: initrd, cmdline: "quiet"), into: memory)
+        let boot = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: initrd, cmdline: "quiet"), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
         #expect(boot.mode == .linux64)
         #expect(boot.entry == 0x10_0200)
         let params = MemoryMap.linuxBootParams
@@ -133,10 +133,10 @@ import TestSupport
         let memory = try GuestMemory(map: MemoryMap(ramSize: 64 << 20))
         let image = SyntheticBzImage.make(cmdlineSize: 16)
         do {
-            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, cmdline: String(repeating: "a", count: 17)), into: memory)
+            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, cmdline: String(repeating: "a", count: 17)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
             Issue.record("accepted")
         } catch { #expect(error.description.contains("at most 16")) }
-        _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, cmdline: String(repeating: "a", count: 16)), into: memory)
+        _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, cmdline: String(repeating: "a", count: 16)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
     }
 
     @Test func initrdAboveInitrdAddrMaxRoomIsRejected() throws {
@@ -144,10 +144,10 @@ import TestSupport
         // The kernel runs from 16 MiB with 1 MiB init_size: 8 MiB of room below a 24 MiB limit.
         let image = SyntheticBzImage.make(initrdAddressMax: (24 << 20) - 1)
         do {
-            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: [UInt8](repeating: 0, count: 9 << 20)), into: memory)
+            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: [UInt8](repeating: 0, count: 9 << 20)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
             Issue.record("accepted")
         } catch { #expect(error.description.contains("initrd_addr_max")) }
-        let boot = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: [UInt8](repeating: 0, count: 6 << 20)), into: memory)
+        let boot = try KernelLoader.load(BootRequest(imageName: "bz", image: image, initrd: [UInt8](repeating: 0, count: 6 << 20)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
         let address = try memory.load(UInt32.self, at: boot.bootInfo + 0x218)
         #expect(UInt64(address) + (6 << 20) <= 24 << 20)
     }
@@ -155,7 +155,7 @@ import TestSupport
     @Test func kernelLargerThanMemoryIsRejected() throws {
         let memory = try GuestMemory(map: MemoryMap(ramSize: 16 << 20))
         do {
-            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: SyntheticBzImage.make(initSize: 32 << 20)), into: memory)
+            _ = try KernelLoader.load(BootRequest(imageName: "bz", image: SyntheticBzImage.make(initSize: 32 << 20)), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
             Issue.record("accepted")
         } catch { #expect(error.description.contains("--memory")) }
     }
@@ -176,7 +176,7 @@ struct DebianBzImageTests {
         #expect(kernel.initSize > UInt32(kernel.payloadSize))
         // And it loads into a guest large enough for it.
         let memory = try GuestMemory(map: MemoryMap(ramSize: 256 << 20))
-        let boot = try KernelLoader.load(BootRequest(imageName: "vmlinuz", image: bytes, cmdline: "console=ttyS0"), into: memory)
+        let boot = try KernelLoader.load(BootRequest(imageName: "vmlinuz", image: bytes, cmdline: "console=ttyS0"), into: memory, platform: .init(cpuCount: 1, ioapicID: 1))
         #expect(boot.entry == 0x10_0200)
     }
 }

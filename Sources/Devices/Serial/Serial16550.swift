@@ -10,8 +10,6 @@ public protocol SerialOutput: Sendable {
 /// receive FIFO fed by the host console, and an interrupt line (IRQ 4 for COM1) raised while
 /// an enabled condition is pending and OUT2 is set, as on a PC.
 public final class Serial16550: PortDevice {
-    public static let com1Base: UInt16 = 0x3F8
-    public static let com1IRQ = 4
     /// How much host input waits for the guest; beyond it bytes are dropped and counted as overruns.
     public static let receiveCapacity = 4096
 
@@ -76,14 +74,14 @@ public final class Serial16550: PortDevice {
 
     public func portRead(_ port: UInt16, size: Int) -> UInt32 {
         var value: UInt8 = 0
-        update { state in value = Self.read(register: Int(port &- Serial16550.com1Base) & 7, &state) }
+        update { state in value = Self.read(register: Int(port & 7), &state) }
         return UInt32(value)
     }
 
     public func portWrite(_ port: UInt16, size: Int, value: UInt32) {
         let byte = UInt8(truncatingIfNeeded: value)
         var transmit: UInt8?
-        update { state in transmit = Self.write(register: Int(port &- Serial16550.com1Base) & 7, byte, &state) }
+        update { state in transmit = Self.write(register: Int(port & 7), byte, &state) }
         if let transmit { output.transmit(transmit) }
     }
 

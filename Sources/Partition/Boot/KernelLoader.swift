@@ -10,6 +10,16 @@ public struct BootRequest: Sendable {
     }
 }
 
+/// What the firmware tables describe: the vCPUs and the IOAPIC's ID.
+public struct PlatformDescription: Sendable {
+    public var cpuCount: Int
+    public var ioapicID: UInt8
+    public init(cpuCount: Int, ioapicID: UInt8) {
+        self.cpuCount = cpuCount
+        self.ioapicID = ioapicID
+    }
+}
+
 /// Places a kernel in guest memory the way its boot protocol asks and says how to enter it.
 /// ELF images boot through PVH; bzImages through the Linux 64-bit boot protocol.
 public enum KernelLoader {
@@ -17,7 +27,14 @@ public enum KernelLoader {
     static let bzImageLoadAddress: UInt64 = MemoryMap.highMemoryStart
     static let pageSize: UInt64 = 4096
 
-    public static func load(_ request: BootRequest, into memory: GuestMemory) throws(PartitionError) -> BootTrampoline {
+    /// Loads the kernel, writes the firmware tables (ACPI, MP) for `platform`, and returns
+    /// the trampoline that enters the kernel.
+    public static func load(_ request: BootRequest, into memory: GuestMemory,
+                            platform: PlatformDescription) throws(PartitionError) -> BootTrampoline {
+        let acpi = ACPITables(cpuCount: platform.cpuCount, ioapicID: platform.ioapicID, base: MemoryMap.acpiTables)
+        try copy(acpi.bytes, to: MemoryMap.acpiTables, memory, what: "ACPI tables")
+        let mp = MPTable(cpuCount: platform.cpuCount, ioapicID: platform.ioapicID, base: MemoryMap.ebdaStart)
+        try copy(mp.bytes, to: MemoryMap.ebdaStart, memory, what: "MP table")
         let entry: BootTrampoline
         if ELFImage.isELF(request.image) {
             entry = try loadPVH(ELFImage(parsing: request.image, name: request.imageName), request, memory)
@@ -64,7 +81,7 @@ public enum KernelLoader {
         let info = MemoryMap.pvhStartInfo
         try zero(info, count: 56, memory)
         try store32([0x336E_C578, 1, 0, moduleCount], at: info, memory)
-        try store([moduleCount > 0 ? MemoryMap.pvhModuleList : 0, cmdline, 0, MemoryMap.pvhMemoryMap], at: info + 16, memory)
+        try store([moduleCount > 0 ? MemoryMap.pvhModuleList : 0, cmdline, MemoryMap.acpiTables, MemoryMap.pvhMemoryMap], at: info + 16, memory)
         try store32([UInt32(e820.count), 0], at: info + 48, memory)
         return BootTrampoline(mode: .pvh, entry: UInt64(elf.pvhEntry), bootInfo: info)
     }
@@ -91,6 +108,7 @@ public enum KernelLoader {
         try memory.storeChecked(UInt8(0xFF), at: params + 0x210)              // type_of_loader: undefined
         try memory.storeChecked(kernel.loadFlags | 0x01, at: params + 0x211)  // LOADED_HIGH
         try memory.storeChecked(UInt32(cmdlineAddress), at: params + 0x228)   // cmd_line_ptr
+        try memory.storeChecked(MemoryMap.acpiTables, at: params + 0x070)     // acpi_rsdp_addr (protocol 2.14)
         if let initrd = request.initrd {
             // initrd_addr_max is the highest address the initrd's last byte may have.
             let limit = min(UInt64(kernel.initrdAddressMax) + 1, map.lowRAMEnd)

@@ -44,8 +44,10 @@ public final class IOAPIC: MMIODevice {
     let state = Mutex(State())
     let sink: MSISink
 
-    public init(sink: MSISink) {
+    /// `id` is the IOAPIC ID the firmware tables announce.
+    public init(sink: MSISink, id: UInt8 = 0) {
         self.sink = sink
+        state.withLock { $0.id = UInt32(id) }
     }
 
     // MARK: device side
@@ -138,7 +140,7 @@ public final class IOAPIC: MMIODevice {
     func writeRegister(_ value: UInt32, _ state: inout State) -> [VirtualMachine.MSIRoute]? {
         switch state.select {
         case 0x00:
-            state.id = (value >> 24) & 0x0F
+            state.id = (value >> 24) & 0xFF
             return nil
         case 0x10..<0x10 + UInt32(2 * IOAPIC.pinCount):
             let pin = Int(state.select - 0x10) / 2

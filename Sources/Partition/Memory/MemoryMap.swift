@@ -20,10 +20,13 @@ public struct MemoryMap: Equatable, Sendable {
     public static let kvmIdentityMapAddress: UInt64 = 0xFFFB_C000
 
     // Low-memory layout used by the loaders (below 1 MiB).
-    /// The extended BIOS data area: reserved, holds the MP table (issue 3).
+    /// The extended BIOS data area: reserved, holds the MP table.
     public static let ebdaStart: UInt64 = 0x9_FC00
     public static let legacyHoleStart: UInt64 = 0xA_0000
-    /// hv's 64 KiB "firmware" page: the boot trampoline. Reserved in e820.
+    /// hv's "firmware" area, the top 128 KiB below 1 MiB as on a PC, reserved in e820: ACPI
+    /// tables at its start (where the legacy RSDP scan looks), the boot trampoline at 0xF0000.
+    public static let firmwareAreaStart: UInt64 = 0xE_0000
+    public static let acpiTables: UInt64 = 0xE_0000
     public static let firmwareBase: UInt64 = 0xF_0000
     public static let highMemoryStart: UInt64 = 0x10_0000
     /// PVH start info, its module list and memory map.
@@ -73,7 +76,7 @@ public struct MemoryMap: Equatable, Sendable {
         var entries = [
             E820Entry(address: 0, size: MemoryMap.ebdaStart, type: .ram),
             E820Entry(address: MemoryMap.ebdaStart, size: MemoryMap.legacyHoleStart - MemoryMap.ebdaStart, type: .reserved),
-            E820Entry(address: MemoryMap.firmwareBase, size: MemoryMap.highMemoryStart - MemoryMap.firmwareBase, type: .reserved),
+            E820Entry(address: MemoryMap.firmwareAreaStart, size: MemoryMap.highMemoryStart - MemoryMap.firmwareAreaStart, type: .reserved),
             E820Entry(address: MemoryMap.highMemoryStart, size: lowRAMEnd - MemoryMap.highMemoryStart, type: .ram),
         ]
         if highRAMSize > 0 {

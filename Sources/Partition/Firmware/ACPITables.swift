@@ -1,0 +1,113 @@
+/// The ACPI tables that describe hv's platform to a guest: RSDP → XSDT → FADT (→ DSDT) and MADT.
+///
+/// The platform is "hardware-reduced" ACPI (FADT flag HW_REDUCED_ACPI): no SCI, PM timer,
+/// legacy PIC or PIT, which hv does not have. Linux then skips its legacy timer and PIC setup
+/// and powers off through the FADT's sleep control register, which hv serves at
+/// `PlatformIO.acpiSleepControl`. The DSDT names COM1 (so the 8250 driver gets IRQ 4 from
+/// ACPI) and the \_S5 sleep type used for power-off.
+public struct ACPITables: Sendable {
+    public static let oemID = Array("HVSWFT".utf8)
+    public static let oemTableID = Array("HVPLATFM".utf8)
+    /// SLP_TYP written with SLP_EN to the sleep control register to enter S5 (soft off).
+    public static let s5SleepType: UInt8 = 5
+
+    public let cpuCount: Int
+    public let ioapicID: UInt8
+    /// Guest-physical address the tables are built for (the RSDP is first).
+    public let base: UInt64
+
+    public init(cpuCount: Int, ioapicID: UInt8, base: UInt64) {
+        self.cpuCount = cpuCount
+        self.ioapicID = ioapicID
+        self.base = base
+    }
+
+    /// The whole blob to copy to `base`; the RSDP is at its start.
+    public var bytes: [UInt8] {
+        var blob: [UInt8] = []
+        func place(_ table: [UInt8]) -> UInt64 {
+            while blob.count % 16 != 0 { blob.append(0) }
+            let address = base + UInt64(blob.count)
+            blob += table
+            return address
+        }
+        // The RSDP must come first (a fixed 36 bytes); its XSDT pointer is patched in below.
+        _ = place([UInt8](repeating: 0, count: 36))
+        let dsdt = place(dsdtTable)
+        let fadt = place(fadtTable(dsdt: dsdt))
+        let madt = place(madtTable)
+        let xsdt = place(ACPITables.table("XSDT", revision: 1, body: littleEndianBytes(fadt) + littleEndianBytes(madt)))
+        blob.replaceSubrange(0..<36, with: ACPITables.rsdp(xsdt: xsdt))
+        return blob
+    }
+
+    static func rsdp(xsdt: UInt64) -> [UInt8] {
+        var rsdp = Array("RSD PTR ".utf8) + [0] + oemID + [2] + littleEndianBytes(UInt32(0)) + littleEndianBytes(UInt32(36)) + littleEndianBytes(xsdt) + [0, 0, 0, 0]
+        rsdp[8] = checksum(rsdp[0..<20])
+        rsdp[32] = checksum(rsdp[0..<36])
+        return rsdp
+    }
+
+    /// A table with the standard 36-byte header and a checksum that makes its bytes sum to 0.
+    static func table(_ signature: String, revision: UInt8, body: [UInt8]) -> [UInt8] {
+        var table = Array(signature.utf8) + littleEndianBytes(UInt32(36 + body.count)) + [revision, 0] + oemID + oemTableID
+            + littleEndianBytes(UInt32(1)) + Array("HVSW".utf8) + littleEndianBytes(UInt32(1)) + body
+        table[9] = checksum(table[...])
+        return table
+    }
+
+    static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt8 {
+        0 &- bytes.reduce(0, &+)
+    }
+
+    /// A Generic Address Structure for one byte in I/O space.
+    static func ioRegister(_ port: UInt16) -> [UInt8] {
+        [1, 8, 0, 1] + littleEndianBytes(UInt64(port))
+    }
+
+    func fadtTable(dsdt: UInt64) -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: 276 - 36)
+        func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange(offset - 36..<offset - 36 + bytes.count, with: bytes) }
+        put(littleEndianBytes(UInt32(truncatingIfNeeded: dsdt)), at: 40)                // DSDT
+        put([0x32], at: 108)                                             // CENTURY: CMOS register 0x32
+        // IAPC_BOOT_ARCH: an 8042 is present (bit 1), no VGA (bit 2), ASPM off (bit 4).
+        put(littleEndianBytes(UInt16(0b10110)), at: 109)
+        // Flags: WBINVD (0), PROC_C1 (2), SLP_BUTTON (5: no sleep button), HW_REDUCED_ACPI (20).
+        put(littleEndianBytes(UInt32(1 << 0 | 1 << 2 | 1 << 5 | 1 << 20)), at: 112)
+        put([5], at: 131)                                                // FADT minor version: ACPI 6.5
+        put(littleEndianBytes(dsdt), at: 140)                                           // X_DSDT
+        put(ACPITables.ioRegister(PlatformIO.acpiSleepControl), at: 244) // SLEEP_CONTROL_REG
+        put(ACPITables.ioRegister(PlatformIO.acpiSleepControl), at: 256) // SLEEP_STATUS_REG
+        put(Array("HVSWIFT\0".utf8), at: 268)                            // hypervisor vendor identity
+        return ACPITables.table("FACP", revision: 6, body: body)
+    }
+
+    var madtTable: [UInt8] {
+        var body = littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.localAPICBase)) + littleEndianBytes(UInt32(0)) // no 8259s (PCAT_COMPAT clear)
+        for cpu in 0..<cpuCount {
+            body += [0, 8, UInt8(cpu), UInt8(cpu)] + littleEndianBytes(UInt32(1))          // processor local APIC, enabled
+        }
+        body += [1, 12, ioapicID, 0] + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.ioapicBase)) + littleEndianBytes(UInt32(0)) // IOAPIC, GSI base 0
+        body += [4, 6, 0xFF] + littleEndianBytes(UInt16(0)) + [1]                          // NMI on LINT1 of every CPU
+        return ACPITables.table("APIC", revision: 5, body: body)
+    }
+
+    var dsdtTable: [UInt8] {
+        let com1 = AML.device("COM1", [
+            .name("_HID", .eisaID("PNP0501")),
+            .name("_UID", .integer(0)),
+            .name("_CRS", .buffer(AML.ioResource(base: PlatformIO.com1, length: 8) + AML.irqResource(PlatformIO.com1IRQ) + AML.endTag)),
+        ])
+        let aml = AML.scope("\\_SB_", [com1]).bytes
+            + AML.name("_S5_", .package([.integer(UInt64(ACPITables.s5SleepType)), .integer(0), .integer(0), .integer(0)])).bytes
+        return ACPITables.table("DSDT", revision: 2, body: aml)
+    }
+}
+
+/// I/O ports of hv's platform that firmware tables and devices must agree on.
+public enum PlatformIO {
+    public static let com1: UInt16 = 0x3F8
+    public static let com1IRQ = 4
+    /// The ACPI sleep control and status register (hardware-reduced ACPI).
+    public static let acpiSleepControl: UInt16 = 0x600
+}

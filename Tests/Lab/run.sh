@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the nested lab: QEMU (TCG, an emulated AMD CPU with SVM) boots the Debian cloud kernel
+# as L1 with .cache/lab/l1-initrd.img; its /init (Tests/Lab/l1-init) loads KVM with nested SVM
+# and runs the scenarios, hv boots L2 guests inside it. Prints each scenario's PASS/FAIL line,
+# then "N passed, N failed"; failure details and timings go to stderr. Exits non-zero when a
+# scenario failed or had no result (time limit, L1 crash).
+#   Tests/Lab/run.sh [scenario ...]     (default: all; names are in l1-init, scenario_*)
+#   LAB_TIMEOUT=seconds                 (whole-run limit, default 300)
+# The whole serial log is kept in .cache/lab/last-run.log.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cache="$root/.cache/lab"
+log="$cache/last-run.log"
+limit="${LAB_TIMEOUT:-300}"
+qemu="${QEMU:-/usr/bin/qemu-system-x86_64}"
+
+all=(hv-hello-l1 hv-caps-l1 linux-boot-1cpu)
+if [ $# -gt 0 ]; then scenarios=("$@"); else scenarios=("${all[@]}"); fi
+
+for f in "$cache/vmlinuz" "$cache/l1-initrd.img" "$qemu"; do
+    [ -e "$f" ] || { echo "lab: missing $f (run Tests/Lab/fetch.sh and Tests/Lab/build-initramfs.sh, or make lab)" >&2; exit 1; }
+done
+
+list=$(IFS=,; echo "${scenarios[*]}")
+start=$(date +%s.%N)
+set +e
+# panic=-1 with -no-reboot: an L1 panic ends QEMU at once instead of waiting for the limit.
+timeout -k 10 "$limit" "$qemu" -accel tcg -cpu EPYC,+svm -m 2G -smp 2 \
+    -nographic -no-reboot -nic none \
+    -kernel "$cache/vmlinuz" -initrd "$cache/l1-initrd.img" \
+    -append "console=ttyS0 panic=-1 lab.scenarios=$list" \
+    </dev/null 2>&1 | tr -d '\r' > "$log"
+qemu_status=${PIPESTATUS[0]}
+set -e
+total=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || awk "BEGIN { print $(date +%s.%N) - $start }")
+
+passed=0 failed=0
+incomplete=0
+for name in "${scenarios[@]}"; do
+    line=$(grep -E "^(PASS $name\$|FAIL $name: )" "$log" | tail -n 1 || true)
+    if [ -z "$line" ]; then
+        incomplete=1
+        if [ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ]; then
+            line="FAIL $name: no result (the lab hit its ${limit}s limit)"
+        else
+            line="FAIL $name: no result (L1 ended early, QEMU status $qemu_status)"
+        fi
+    fi
+    echo "$line"
+    case "$line" in
+        PASS*) passed=$((passed + 1)) ;;
+        *) failed=$((failed + 1))
+           grep -F "| $name " "$log" >&2 || true ;;
+    esac
+done
+if [ "$incomplete" = 1 ]; then
+    echo "--- last 60 lines of $log ---" >&2
+    tail -n 60 "$log" >&2
+    echo "---" >&2
+fi
+
+# Timings: L1's kernel boot (guest uptime at /init), each scenario, and the whole QEMU run.
+{
+    printf 'lab timings: L1 boot %s' "$(sed -n 's/^LAB init at \([0-9.]*s\).*/\1/p' "$log" | head -n 1)"
+    sed -n 's/^LAB time \([^ ]*\) \([0-9.]*s\)$/, \1 \2/p' "$log" | tr -d '\n'
+    printf ', total %.1fs\n' "$total"
+} >&2
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
