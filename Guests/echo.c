@@ -29,9 +29,11 @@
 /*
  * Filled by the handler, emptied by the main loop. Both run with IF=0 (the
  * loop opens interrupts only inside `sti; hlt`), so volatile plus the asm
- * memory clobber is all the ordering needed.
+ * memory clobber is all the ordering needed. The loop sleeps only with the
+ * ring empty, so one drain must fit: hv's UART buffers up to 4 KiB of input,
+ * plus what uart_init kept aside.
  */
-static volatile unsigned char ring[256];
+static volatile unsigned char ring[8192];
 static volatile unsigned ring_head, ring_tail;  /* free-running; size is a power of 2 */
 static volatile unsigned long irq_count, ring_dropped;
 

@@ -16,7 +16,7 @@
 #define LSR_THRE 0x20
 #define FIFO_LEN 16
 
-static unsigned char early_rx[256];
+static unsigned char early_rx[64];      /* QEMU holds 1 byte before FIFO mode */
 static size_t early_rx_len;
 
 void uart_init(void)

@@ -35,6 +35,19 @@ struct RunTests {
         #expect(written == Self.helloLines(1))
     }
 
+    /// Input typed after the guest waits in `hlt` reaches it only by interrupt: UART IRQ 4 →
+    /// hv's IOAPIC → MSI → local APIC, and (level mode) Remote IRR cleared by the guest's EOI.
+    @Test(arguments: ["edge", "level"])
+    func serialInputArrivesByInterrupt(trigger: String) {
+        let echo = packageRoot + "/Guests/build/echo.elf"
+        let command = "(sleep 1; printf 'abc\\n'; sleep 0.5; printf 'second line\\n'; sleep 0.5; printf q) | '\(Artifacts.hv)' run '\(echo)' --cmdline irq=\(trigger) --timeout 30"
+        let result = runProcess(["/bin/sh", "-c", command], timeLimit: 60)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.hasPrefix("echo: ready (\(trigger))\necho: abc\necho: second line\necho: bye after "), "\(result)")
+        let count = Int(result.stdout.split(separator: "bye after ").last?.split(separator: " ").first ?? "") ?? 0
+        #expect(count >= 3, "each burst of input needs an interrupt: \(result)")
+    }
+
     // MARK: guest-chosen endings (32-bit PVH entry code)
 
     @Test func exitPortStatusBecomesHVsStatus() {
