@@ -111,23 +111,11 @@ struct Run: ParsableCommand {
     func bootOnce(system: KVMSystem, configuration: PartitionConfiguration, request: BootRequest,
                   output: any SerialOutput, timeout: Double?, logger: Logger) throws(PartitionError) -> StopReason {
         let partition = try Partition(system: system, configuration: configuration, logger: logger)
-        let control = partition.control
-        let ioapic = partition.ioapic
-        let uart = Serial16550(output: output) { level in ioapic.setLevel(pin: PlatformIO.com1IRQ, asserted: level) }
-        partition.attach(ports: PlatformIO.com1...(PlatformIO.com1 + 7), uart)
-        partition.attach(ports: ExitPort.port...ExitPort.port, ExitPort(control: control))
-        let keyboardController = I8042(control: control)
-        partition.attach(ports: I8042.dataPort...I8042.dataPort, keyboardController)
-        partition.attach(ports: I8042.commandPort...I8042.commandPort, keyboardController)
-        partition.attach(ports: CMOSClock.indexPort...CMOSClock.dataPort, CMOSClock())
-        partition.attach(ports: PlatformIO.acpiSleepControl...PlatformIO.acpiSleepControl, ACPISleepControl(control: control))
-        let legacy = LegacyPorts(control: control)
-        for range in LegacyPorts.ranges { partition.attach(ports: range, legacy) }
-
+        let devices = PCPlatform.attach(to: partition, serialOutput: output)
         let boot = try KernelLoader.load(request, into: partition.memory, platform: partition.platform)
         var console: SerialConsole?
         if serial == "stdio" {
-            console = try SerialConsole(uart: uart, control: control)
+            console = try SerialConsole(uart: devices.uart, control: partition.control)
             try console?.start()
         }
         defer { console?.stop() }
