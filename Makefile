@@ -6,7 +6,7 @@ HV := .build/debug/hv
 DEBIAN_PACKAGES := gcc make binutils qemu-system-x86 acpica-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build guests demo test fetch-kernel bench clean
+.PHONY: all deps build guests demo test fetch-kernel bench lab clean
 
 all: build guests
 
@@ -41,6 +41,14 @@ test: build guests fetch-kernel
 bench: deps guests
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	.build-static/release/hv bench boot
+
+# The nested lab (Tests/Lab/, design.md §3): QEMU TCG with an emulated SVM CPU boots a Debian
+# kernel as L1, hv runs inside it on nested KVM and boots L2 guests. Not part of `make test`.
+lab: deps guests
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
+	Tests/Lab/fetch.sh
+	Tests/Lab/build-initramfs.sh
+	Tests/Lab/run.sh
 
 clean:
 	rm -rf .build .cache

@@ -6,6 +6,7 @@
 # scenario failed or had no result (time limit, L1 crash).
 #   Tests/Lab/run.sh [scenario ...]     (default: all; names are in l1-init, scenario_*)
 #   LAB_TIMEOUT=seconds                 (whole-run limit, default 300)
+#   LAB_VERBOSE=1                       (a failed scenario shows all of hv's output, not the tail)
 # The whole serial log is kept in .cache/lab/last-run.log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -28,7 +29,7 @@ set +e
 timeout -k 10 "$limit" "$qemu" -accel tcg -cpu EPYC,+svm -m 2G -smp 2 \
     -nographic -no-reboot -nic none \
     -kernel "$cache/vmlinuz" -initrd "$cache/l1-initrd.img" \
-    -append "console=ttyS0 panic=-1 lab.scenarios=$list" \
+    -append "console=ttyS0 panic=-1 lab.scenarios=$list lab.verbose=${LAB_VERBOSE:-0}" \
     </dev/null 2>&1 | tr -d '\r' > "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
