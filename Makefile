@@ -3,7 +3,7 @@
 SWIFT ?= swift
 HV := .build/debug/hv
 # Debian packages the build, the tests and the benchmark need.
-DEBIAN_PACKAGES := gcc make binutils qemu-system-x86 acpica-tools
+DEBIAN_PACKAGES := gcc make binutils qemu-system-x86 acpica-tools lz4 zstd xz-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build guests demo test fetch-kernel bench lab clean

@@ -64,6 +64,14 @@ struct RunTests {
         #expect(result.status == 120, "\(result)")
     }
 
+    /// A kernel that "returns to the BIOS" to reboot lands on hv's reset vector, which pulses
+    /// the i8042 reset line. (The same bytes run in 32-bit mode: mov eax, 0xFFFF0; jmp eax.)
+    @Test func resetVectorRebootsThroughTheI8042() {
+        let image = temporaryFile(named: "bios-reboot.elf", contents: SyntheticELF.withEntryCode([0xB8, 0xF0, 0xFF, 0x0F, 0x00, 0xFF, 0xE0]))
+        let result = hv(["run", image, "--timeout", "30"])
+        #expect(result.status == 120, "\(result)")
+    }
+
     @Test func tripleFaultPrintsRegistersAndExits121() {
         // ud2 with no IDT: #UD → #DF → triple fault.
         let image = temporaryFile(named: "ud2.elf", contents: SyntheticELF.withEntryCode([0x0F, 0x0B]))

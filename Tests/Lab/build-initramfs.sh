@@ -13,7 +13,7 @@ cache="$root/.cache/lab"
 hv="$root/.build-static/release/hv"
 hello="$root/Guests/build/hello.elf"
 
-for f in "$cache/busybox" "$cache/vmlinuz" "$cache/modules/kvm-amd.ko" "$hv" "$hello"; do
+for f in "$cache/busybox" "$cache/vmlinuz" "$cache/vmlinux" "$cache/modules/kvm-amd.ko" "$hv" "$hello"; do
     [ -e "$f" ] || { echo "lab initramfs: missing $f (see the comment at the top of $0)" >&2; exit 1; }
 done
 
@@ -60,6 +60,8 @@ ldd "$hv" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib;
 done
 cp "$hello" "$stage/hello.elf"
 cp "$cache/vmlinuz" "$stage/l2/vmlinuz"
+# The ELF kernel for the PVH scenario, stripped: hv loads only its PT_LOAD segments and notes.
+strip --strip-all -o "$stage/l2/vmlinux" "$cache/vmlinux"
 cp "$cache/l2-initrd.img" "$stage/l2/initrd.img"
 pack "$stage" "$cache/l1-initrd.img"
 

@@ -6,6 +6,7 @@
 #                                 kvm modules for L1, hv_* modules for later L2 work)
 #   .cache/lab/modules/*.ko       irqbypass, kvm, kvm-amd, uncompressed for busybox insmod
 #   .cache/lab/vmlinuz            the kernel image, a stable name for the other scripts
+#   .cache/lab/vmlinux            the ELF kernel inside it, for the PVH boot path
 # Idempotent: each part is skipped when it is already there.
 set -euo pipefail
 cache="$(cd "$(dirname "$0")/../.." && pwd)/.cache/lab"
@@ -65,4 +66,31 @@ if [ ! -s vmlinuz ] || [ ! -s modules/kvm-amd.ko ]; then
     cp linux/boot/vmlinuz-* vmlinuz.tmp
     mv vmlinuz.tmp vmlinuz
     echo "lab fetch: $package -> $cache/vmlinuz, modules/"
+fi
+
+if [ ! -s vmlinux ]; then
+    # The ELF vmlinux inside the bzImage, for the PVH scenario: the protected-mode code starts at
+    # (setup_sects + 1) * 512; payload_offset (0x248) and payload_length (0x24C) locate the
+    # compressed kernel within it (boot protocol 2.08+).
+    u() { od -An -t"u$2" -j "$1" -N "$2" vmlinuz | tr -d ' '; }
+    start=$(( ($(u $((0x1F1)) 1) + 1) * 512 + $(u $((0x248)) 4) ))
+    length=$(u $((0x24C)) 4)
+    magic=$(od -An -tx1 -j "$start" -N 4 vmlinuz | tr -d ' \n')
+    case "$magic" in
+        02214c18) decompress=(lz4 -dc) ;;
+        28b52ffd) decompress=(zstd -qdc) ;;
+        fd377a58) decompress=(xz -dc) ;;
+        1f8b*)    decompress=(gzip -dc) ;;
+        *) echo "lab fetch: unknown kernel compression (magic $magic)" >&2; exit 1 ;;
+    esac
+    # The build appends the uncompressed size after the stream, which some decompressors call
+    # trailing garbage (lz4 exits 1); what counts is that a whole ELF came out.
+    dd if=vmlinuz bs=64K iflag=skip_bytes,count_bytes skip="$start" count="$length" status=none \
+        | "${decompress[@]}" > vmlinux.tmp || true
+    if [ "$(od -An -tx1 -N 4 vmlinux.tmp | tr -d ' \n')" != 7f454c46 ]; then
+        echo "lab fetch: no ELF came out of the bzImage's payload (${decompress[0]})" >&2
+        exit 1
+    fi
+    mv vmlinux.tmp vmlinux
+    echo "lab fetch: vmlinux ($(du -h vmlinux | cut -f1)) extracted with ${decompress[0]}"
 fi

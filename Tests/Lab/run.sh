@@ -15,7 +15,10 @@ log="$cache/last-run.log"
 limit="${LAB_TIMEOUT:-300}"
 qemu="${QEMU:-/usr/bin/qemu-system-x86_64}"
 
-all=(hv-hello-l1 hv-caps-l1 linux-boot-1cpu)
+all=(hv-hello-l1 hv-caps-l1
+     linux-boot-1cpu linux-initrd-cmdline linux-reboot
+     linux-boot-4cpu linux-cpuinfo-4cpus linux-date linux-console-stdin linux-console-line-editing linux-poweroff
+     linux-pvh-vmlinux)
 if [ $# -gt 0 ]; then scenarios=("$@"); else scenarios=("${all[@]}"); fi
 
 for f in "$cache/vmlinuz" "$cache/l1-initrd.img" "$qemu"; do

@@ -89,6 +89,7 @@ import TestSupport
                 #expect(listing.contains("PNP0501"), "\(listing)")
                 #expect(listing.contains("IRQNoFlags ()") && listing.contains("{4}"), "\(listing)")
                 #expect(listing.contains("Name (_S5, Package"), "\(listing)")
+                #expect(listing.contains("Device (RTC)") && listing.contains("PNP0B00") && listing.contains("{8}"), "\(listing)")
             }
             if name == "FACP" { #expect(listing.contains("Hardware Reduced (V5) : 1"), "\(listing)") }
             if name == "APIC" {

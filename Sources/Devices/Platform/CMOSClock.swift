@@ -5,8 +5,8 @@ import Synchronization
 /// The MC146818 CMOS real-time clock at ports 0x70 (index) and 0x71 (data): the host's
 /// current UTC time in BCD or binary as register B asks, plus 128 bytes of CMOS RAM.
 public final class CMOSClock: PortDevice {
-    public static let indexPort: UInt16 = 0x70
-    public static let dataPort: UInt16 = 0x71
+    public static let indexPort: UInt16 = PlatformIO.cmos
+    public static let dataPort: UInt16 = PlatformIO.cmos + 1
 
     static let registerB24Hour: UInt8 = 0x02
     static let registerBBinary: UInt8 = 0x04

@@ -44,8 +44,14 @@ public enum KernelLoader {
             throw .image("\(request.imageName): neither an ELF kernel nor a Linux bzImage")
         }
         try copy(entry.bytes, to: MemoryMap.firmwareBase, memory, what: "boot trampoline")
+        try copy(resetVector, to: MemoryMap.resetVector, memory, what: "reset vector")
         return entry
     }
+
+    /// What runs at F000:FFF0 when a kernel "returns to the BIOS" to reboot (Linux does, as
+    /// BOOT_BIOS, on hardware-reduced ACPI without EFI): pulse the reset line through the
+    /// i8042, as a BIOS would. `mov al, 0xFE; out 0x64, al; hlt; jmp back to hlt`.
+    static let resetVector: [UInt8] = [0xB0, 0xFE, 0xE6, 0x64, 0xF4, 0xEB, 0xFD]
 
     // MARK: PVH
 

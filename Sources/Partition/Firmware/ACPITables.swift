@@ -70,8 +70,10 @@ public struct ACPITables: Sendable {
         func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange(offset - 36..<offset - 36 + bytes.count, with: bytes) }
         put(littleEndianBytes(UInt32(truncatingIfNeeded: dsdt)), at: 40)                // DSDT
         put([0x32], at: 108)                                             // CENTURY: CMOS register 0x32
-        // IAPC_BOOT_ARCH: an 8042 is present (bit 1), no VGA (bit 2), ASPM off (bit 4).
-        put(littleEndianBytes(UInt16(0b10110)), at: 109)
+        // IAPC_BOOT_ARCH: no VGA (bit 2), ASPM off (bit 4). The 8042 bit stays clear: hv's i8042
+        // has no keyboard behind it (it is there for the reset line), and Linux would spend a
+        // second probing it.
+        put(littleEndianBytes(UInt16(0b10100)), at: 109)
         // Flags: WBINVD (0), PROC_C1 (2), SLP_BUTTON (5: no sleep button), HW_REDUCED_ACPI (20).
         put(littleEndianBytes(UInt32(1 << 0 | 1 << 2 | 1 << 5 | 1 << 20)), at: 112)
         put([5], at: 131)                                                // FADT minor version: ACPI 6.5
@@ -98,7 +100,11 @@ public struct ACPITables: Sendable {
             .name("_UID", .integer(0)),
             .name("_CRS", .buffer(AML.ioResource(base: PlatformIO.com1, length: 8) + AML.irqResource(PlatformIO.com1IRQ) + AML.endTag)),
         ])
-        let aml = AML.scope("\\_SB_", [com1]).bytes
+        let rtc = AML.device("RTC_", [
+            .name("_HID", .eisaID("PNP0B00")),
+            .name("_CRS", .buffer(AML.ioResource(base: PlatformIO.cmos, length: 2) + AML.irqResource(PlatformIO.cmosIRQ) + AML.endTag)),
+        ])
+        let aml = AML.scope("\\_SB_", [com1, rtc]).bytes
             + AML.name("_S5_", .package([.integer(UInt64(ACPITables.s5SleepType)), .integer(0), .integer(0), .integer(0)])).bytes
         return ACPITables.table("DSDT", revision: 2, body: aml)
     }
@@ -108,6 +114,9 @@ public struct ACPITables: Sendable {
 public enum PlatformIO {
     public static let com1: UInt16 = 0x3F8
     public static let com1IRQ = 4
+    /// The CMOS RTC's index and data ports and its ISA IRQ (described so rtc_cmos can bind).
+    public static let cmos: UInt16 = 0x70
+    public static let cmosIRQ = 8
     /// The ACPI sleep control and status register (hardware-reduced ACPI).
     public static let acpiSleepControl: UInt16 = 0x600
 }

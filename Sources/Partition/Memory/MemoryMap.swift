@@ -28,6 +28,8 @@ public struct MemoryMap: Equatable, Sendable {
     public static let firmwareAreaStart: UInt64 = 0xE_0000
     public static let acpiTables: UInt64 = 0xE_0000
     public static let firmwareBase: UInt64 = 0xF_0000
+    /// The x86 reset vector, F000:FFF0.
+    public static let resetVector: UInt64 = 0xF_FFF0
     public static let highMemoryStart: UInt64 = 0x10_0000
     /// PVH start info, its module list and memory map.
     public static let pvhStartInfo: UInt64 = 0x6000
