@@ -32,9 +32,12 @@ demo: build guests
 fetch-kernel: deps
 	Tests/Fixtures/fetch-debian-kernel.sh
 
+# Unit and integration tests (tier 1, this host's /dev/kvm), then the nested lab (tier 2: real
+# Linux guests under hv on nested KVM inside QEMU), which ends with "N passed, N failed".
 test: build guests fetch-kernel
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) lab
 
 # The benchmark runs the release build with the Swift runtime linked in (no dynamic
 # loading of libswiftCore and friends at every start), the way hv is meant to ship.
@@ -43,7 +46,7 @@ bench: deps guests
 	.build-static/release/hv bench boot
 
 # The nested lab (Tests/Lab/, design.md §3): QEMU TCG with an emulated SVM CPU boots a Debian
-# kernel as L1, hv runs inside it on nested KVM and boots L2 guests. Not part of `make test`.
+# kernel as L1, hv runs inside it on nested KVM and boots L2 guests. `make test` runs it last.
 lab: deps guests
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	Tests/Lab/fetch.sh
