@@ -16,6 +16,8 @@ public struct PartitionConfiguration: Sendable {
 /// One child partition: a KVM VM with its RAM, vCPUs, IOAPIC and I/O buses. Build it, attach
 /// devices, load a kernel into `memory`, then `run` it until something stops it.
 public final class Partition: Sendable {
+    /// APIC IDs are 8 bits (xAPIC); 255 is broadcast and the IOAPIC takes the ID after the last vCPU.
+    public static let maximumVCPUs = 254
     /// SIGUSR1 interrupts a vCPU thread's KVM_RUN when the partition stops.
     static let kickSignal = SIGUSR1
 
@@ -32,10 +34,10 @@ public final class Partition: Sendable {
         (AddressRangeMap(), AddressRangeMap()))
 
     public init(system: KVMSystem, configuration: PartitionConfiguration, logger: Logger) throws(PartitionError) {
-        let maxVCPUs = system.maxVCPUs
+        let hostLimit = system.maxVCPUs
         guard configuration.cpuCount >= 1 else { throw .configuration("--cpus must be at least 1") }
-        guard configuration.cpuCount <= min(maxVCPUs, 254) else {
-            throw .configuration("--cpus \(configuration.cpuCount) is above this host's limit of \(min(maxVCPUs, 254)) vCPUs")
+        guard configuration.cpuCount <= min(hostLimit, Partition.maximumVCPUs) else {
+            throw .configuration("--cpus \(configuration.cpuCount) is above the limit of \(min(hostLimit, Partition.maximumVCPUs)) vCPUs (this host's KVM allows \(hostLimit); hv's xAPIC IDs, with the IOAPIC's after them, allow \(Partition.maximumVCPUs))")
         }
         for capability in KVMCapability.used where capability.required && system.check(capability.number) == 0 {
             throw .kvm(KVMError("this host's KVM lacks \(capability.name), needed for \(capability.purpose)", errno: ENOTSUP))
