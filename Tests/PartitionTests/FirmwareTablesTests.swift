@@ -4,7 +4,7 @@ import TestSupport
 @testable import Partition
 
 @Suite struct FirmwareTablesTests {
-    let tables = ACPITables(cpuCount: 4, ioapicID: 4, base: MemoryMap.acpiTables)
+    let tables = ACPITables(platform: .init(cpuCount: 4, ioapicID: 4), base: MemoryMap.acpiTables)
 
     /// Splits the blob into its tables by following RSDP → XSDT → FADT → DSDT.
     func parse() -> [String: [UInt8]] {
@@ -100,7 +100,7 @@ import TestSupport
     }
 
     @Test func mpTableChecksumsAndEntries() {
-        let mp = MPTable(cpuCount: 2, ioapicID: 2, base: MemoryMap.ebdaStart).bytes
+        let mp = MPTable(platform: .init(cpuCount: 2, ioapicID: 2), base: MemoryMap.ebdaStart).bytes
         #expect(Array(mp[0..<4]) == Array("_MP_".utf8))
         #expect(mp[0..<16].reduce(0, &+) == 0)
         #expect(mp.word(UInt32.self, at: 4) == UInt32(MemoryMap.ebdaStart + 16))

@@ -10,15 +10,6 @@ public struct BootRequest: Sendable {
     }
 }
 
-/// What the firmware tables describe: the vCPUs and the IOAPIC's ID.
-public struct PlatformDescription: Sendable {
-    public var cpuCount: Int
-    public var ioapicID: UInt8
-    public init(cpuCount: Int, ioapicID: UInt8) {
-        self.cpuCount = cpuCount
-        self.ioapicID = ioapicID
-    }
-}
 
 /// Places a kernel in guest memory the way its boot protocol asks and says how to enter it.
 /// ELF images boot through PVH; bzImages through the Linux 64-bit boot protocol.
@@ -31,9 +22,9 @@ public enum KernelLoader {
     /// the trampoline that enters the kernel.
     public static func load(_ request: BootRequest, into memory: GuestMemory,
                             platform: PlatformDescription) throws(PartitionError) -> BootTrampoline {
-        let acpi = ACPITables(cpuCount: platform.cpuCount, ioapicID: platform.ioapicID, base: MemoryMap.acpiTables)
+        let acpi = ACPITables(platform: platform, base: MemoryMap.acpiTables)
         try copy(acpi.bytes, to: MemoryMap.acpiTables, memory, what: "ACPI tables")
-        let mp = MPTable(cpuCount: platform.cpuCount, ioapicID: platform.ioapicID, base: MemoryMap.ebdaStart)
+        let mp = MPTable(platform: platform, base: MemoryMap.ebdaStart)
         try copy(mp.bytes, to: MemoryMap.ebdaStart, memory, what: "MP table")
         let entry: BootTrampoline
         if ELFImage.isELF(request.image) {

@@ -11,14 +11,12 @@ public struct ACPITables: Sendable {
     /// SLP_TYP written with SLP_EN to the sleep control register to enter S5 (soft off).
     public static let s5SleepType: UInt8 = 5
 
-    public let cpuCount: Int
-    public let ioapicID: UInt8
+    public let platform: PlatformDescription
     /// Guest-physical address the tables are built for (the RSDP is first).
     public let base: UInt64
 
-    public init(cpuCount: Int, ioapicID: UInt8, base: UInt64) {
-        self.cpuCount = cpuCount
-        self.ioapicID = ioapicID
+    public init(platform: PlatformDescription, base: UInt64) {
+        self.platform = platform
         self.base = base
     }
 
@@ -86,10 +84,10 @@ public struct ACPITables: Sendable {
 
     var madtTable: [UInt8] {
         var body = littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.localAPICBase)) + littleEndianBytes(UInt32(0)) // no 8259s (PCAT_COMPAT clear)
-        for cpu in 0..<cpuCount {
+        for cpu in 0..<platform.cpuCount {
             body += [0, 8, UInt8(cpu), UInt8(cpu)] + littleEndianBytes(UInt32(1))          // processor local APIC, enabled
         }
-        body += [1, 12, ioapicID, 0] + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.ioapicBase)) + littleEndianBytes(UInt32(0)) // IOAPIC, GSI base 0
+        body += [1, 12, platform.ioapicID, 0] + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.ioapicBase)) + littleEndianBytes(UInt32(0)) // IOAPIC, GSI base 0
         body += [4, 6, 0xFF] + littleEndianBytes(UInt16(0)) + [1]                          // NMI on LINT1 of every CPU
         return ACPITables.table("APIC", revision: 5, body: body)
     }
@@ -108,15 +106,4 @@ public struct ACPITables: Sendable {
             + AML.name("_S5_", .package([.integer(UInt64(ACPITables.s5SleepType)), .integer(0), .integer(0), .integer(0)])).bytes
         return ACPITables.table("DSDT", revision: 2, body: aml)
     }
-}
-
-/// I/O ports of hv's platform that firmware tables and devices must agree on.
-public enum PlatformIO {
-    public static let com1: UInt16 = 0x3F8
-    public static let com1IRQ = 4
-    /// The CMOS RTC's index and data ports and its ISA IRQ (described so rtc_cmos can bind).
-    public static let cmos: UInt16 = 0x70
-    public static let cmosIRQ = 8
-    /// The ACPI sleep control and status register (hardware-reduced ACPI).
-    public static let acpiSleepControl: UInt16 = 0x600
 }

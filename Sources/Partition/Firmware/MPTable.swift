@@ -2,31 +2,30 @@
 /// (`acpi=off`): a floating pointer "_MP_" and a "PCMP" configuration table listing every
 /// vCPU, the ISA bus, the IOAPIC, ISA IRQs 0-15 on IOAPIC pins 0-15, and LINT0/LINT1.
 public struct MPTable: Sendable {
-    public let cpuCount: Int
-    public let ioapicID: UInt8
+    public let platform: PlatformDescription
+    /// Guest-physical address of the floating pointer; the configuration table follows it.
     public let base: UInt64
 
-    public init(cpuCount: Int, ioapicID: UInt8, base: UInt64) {
-        self.cpuCount = cpuCount
-        self.ioapicID = ioapicID
+    public init(platform: PlatformDescription, base: UInt64) {
+        self.platform = platform
         self.base = base
     }
 
     public var bytes: [UInt8] {
         let configAddress = base + 16
         var entries: [UInt8] = []
-        for cpu in 0..<cpuCount {
+        for cpu in 0..<platform.cpuCount {
             // Processor: APIC ID, APIC version 0x14, enabled (+ BSP), signature, features FPU|APIC.
             entries += [0, UInt8(cpu), 0x14, cpu == 0 ? 0x03 : 0x01] + littleEndianBytes(UInt32(0x600)) + littleEndianBytes(UInt32(0x201)) + [UInt8](repeating: 0, count: 8)
         }
         entries += [1, 0] + Array("ISA   ".utf8)                                         // bus 0: ISA
-        entries += [2, ioapicID, 0x14, 0x01] + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.ioapicBase))
+        entries += [2, platform.ioapicID, 0x14, 0x01] + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.ioapicBase))
         for irq in 0..<16 {
-            entries += [3, 0, 0, 0, 0, UInt8(irq), ioapicID, UInt8(irq)]                  // INT, conforming, ISA IRQ → pin
+            entries += [3, 0, 0, 0, 0, UInt8(irq), platform.ioapicID, UInt8(irq)]                  // INT, conforming, ISA IRQ → pin
         }
         entries += [4, 3, 0, 0, 0, 0, 0xFF, 0]                                          // ExtINT → LINT0 of all
         entries += [4, 1, 0, 0, 0, 0, 0xFF, 1]                                          // NMI → LINT1 of all
-        let entryCount = cpuCount + 1 + 1 + 16 + 2
+        let entryCount = platform.cpuCount + 1 + 1 + 16 + 2
         var config = Array("PCMP".utf8) + littleEndianBytes(UInt16(44 + entries.count)) + [4, 0] + Array("HVSWIFT ".utf8)
             + Array("HV PLATFORM ".utf8) + littleEndianBytes(UInt32(0)) + littleEndianBytes(UInt16(0)) + littleEndianBytes(UInt16(entryCount))
             + littleEndianBytes(UInt32(truncatingIfNeeded: MemoryMap.localAPICBase)) + littleEndianBytes(UInt16(0)) + [0, 0] + entries
