@@ -23,6 +23,7 @@ let package = Package(
             "Partition",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "VMBus", dependencies: ["Partition"]),
         .executableTarget(name: "hv", dependencies: [
             "KVM", "Partition", "Devices",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -33,6 +34,7 @@ let package = Package(
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "KVM", "TestSupport"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Partition"]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus"]),
         .testTarget(name: "IntegrationTests", dependencies: ["KVM", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
