@@ -37,7 +37,7 @@ fetch-kernel: deps
 test: build guests fetch-kernel
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	$(MAKE) lab
+	$(MAKE) --no-print-directory lab
 
 # The benchmark runs the release build with the Swift runtime linked in (no dynamic
 # loading of libswiftCore and friends at every start), the way hv is meant to ship.
