@@ -23,7 +23,7 @@ let package = Package(
             "Partition",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "VMBus", dependencies: ["Partition"]),
+        .target(name: "VMBus"),
         .executableTarget(name: "hv", dependencies: [
             "KVM", "Partition", "Devices",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -44,11 +44,8 @@ static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
 static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
 static const unsigned long CKVM_GET_LAPIC = KVM_GET_LAPIC;
 static const unsigned long CKVM_SET_LAPIC = KVM_SET_LAPIC;
-static const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
 static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
-static const unsigned long CKVM_GET_MP_STATE = KVM_GET_MP_STATE;
-static const unsigned long CKVM_SET_MP_STATE = KVM_SET_MP_STATE;
 
 // MARK: ioctl without varargs
 static inline int ckvm_ioctl(int fd, unsigned long request, void *argument) {

@@ -16,8 +16,6 @@ public enum KVMBackend: String, Sendable {
         if access("/sys/module/kvm_amd", F_OK) == 0 { return .hardwareAMD }
         return .unknown
     }
-
-    public var isHardware: Bool { self == .hardwareIntel || self == .hardwareAMD }
 }
 
 /// The /dev/kvm system file descriptor.

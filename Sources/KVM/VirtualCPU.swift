@@ -86,15 +86,7 @@ public final class VirtualCPU: @unchecked Sendable {
         }
     }
 
-    public func msr(_ index: UInt32) throws(KVMError) -> UInt64 {
-        try withMSRBuffer([(index, 0)]) { header throws(KVMError) in
-            let read = try retryingEINTR("KVM_GET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_GET_MSRS, header) }
-            guard read == 1 else { throw KVMError("KVM_GET_MSRS on vCPU \(id): MSR 0x\(String(index, radix: 16)) refused", errno: EINVAL) }
-            return ckvm_msrs_entries(header)![0].data
-        }
-    }
-
-    /// A kvm_msrs holding `msrs`, for one KVM_GET_MSRS or KVM_SET_MSRS.
+    /// A kvm_msrs holding `msrs`, for one KVM_SET_MSRS.
     func withMSRBuffer<R>(_ msrs: [(index: UInt32, value: UInt64)],
                           _ body: (UnsafeMutablePointer<kvm_msrs>) throws(KVMError) -> R) throws(KVMError) -> R {
         try withKVMBuffer(kvm_msrs.self, size: Int(ckvm_msrs_size(UInt32(msrs.count)))) { header throws(KVMError) in
@@ -118,17 +110,6 @@ public final class VirtualCPU: @unchecked Sendable {
     public func setLocalAPIC(_ state: kvm_lapic_state) throws(KVMError) {
         var state = state
         _ = try retryingEINTR("KVM_SET_LAPIC on vCPU \(id)") { ckvm_ioctl(fd, CKVM_SET_LAPIC, &state) }
-    }
-
-    public func mpState() throws(KVMError) -> UInt32 {
-        var state = kvm_mp_state()
-        _ = try retryingEINTR("KVM_GET_MP_STATE on vCPU \(id)") { ckvm_ioctl(fd, CKVM_GET_MP_STATE, &state) }
-        return state.mp_state
-    }
-
-    public func setMPState(_ value: UInt32) throws(KVMError) {
-        var state = kvm_mp_state(mp_state: value)
-        _ = try retryingEINTR("KVM_SET_MP_STATE on vCPU \(id)") { ckvm_ioctl(fd, CKVM_SET_MP_STATE, &state) }
     }
 }
 

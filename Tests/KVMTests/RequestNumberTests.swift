@@ -37,14 +37,11 @@ import Testing
         #expect(CKVM_SET_REGS == ioc(Self.write, 0x82, MemoryLayout<kvm_regs>.size))
         #expect(CKVM_GET_SREGS == ioc(Self.read, 0x83, MemoryLayout<kvm_sregs>.size))
         #expect(CKVM_SET_SREGS == ioc(Self.write, 0x84, MemoryLayout<kvm_sregs>.size))
-        #expect(CKVM_GET_MSRS == ioc(Self.read | Self.write, 0x88, MemoryLayout<kvm_msrs>.size))
         #expect(CKVM_SET_MSRS == ioc(Self.write, 0x89, MemoryLayout<kvm_msrs>.size))
         #expect(CKVM_SET_FPU == ioc(Self.write, 0x8D, MemoryLayout<kvm_fpu>.size))
         #expect(CKVM_GET_LAPIC == ioc(Self.read, 0x8E, MemoryLayout<kvm_lapic_state>.size))
         #expect(CKVM_SET_LAPIC == ioc(Self.write, 0x8F, MemoryLayout<kvm_lapic_state>.size))
         #expect(CKVM_SET_CPUID2 == ioc(Self.write, 0x90, MemoryLayout<kvm_cpuid2>.size))
-        #expect(CKVM_GET_MP_STATE == ioc(Self.read, 0x98, MemoryLayout<kvm_mp_state>.size))
-        #expect(CKVM_SET_MP_STATE == ioc(Self.write, 0x99, MemoryLayout<kvm_mp_state>.size))
     }
 
     /// Sizes from the x86-64 ABI of linux/kvm.h; a mismatch means the import went wrong.

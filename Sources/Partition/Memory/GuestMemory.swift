@@ -62,15 +62,6 @@ public final class GuestMemory: @unchecked Sendable {
         return nil
     }
 
-    /// Gives `body` the guest bytes [address, address + length) in place, after the bounds check.
-    public func withBytes<R, E: Error>(at address: UInt64, count length: Int,
-                                       _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws -> R {
-        guard let host = hostRange(address, length) else {
-            throw GuestMemoryError(address: address, length: UInt64(max(length, 0)))
-        }
-        return try body(UnsafeMutableRawBufferPointer(start: host, count: length))
-    }
-
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) throws(GuestMemoryError) {
         guard let host = hostRange(address, bytes.count) else {
             throw GuestMemoryError(address: address, length: UInt64(bytes.count))
