@@ -3,7 +3,7 @@
 SWIFT ?= swift
 HV := .build/debug/hv
 # Debian packages the build, the tests and the benchmark need.
-DEBIAN_PACKAGES := gcc make binutils qemu-system-x86 acpica-tools lz4 zstd xz-utils
+DEBIAN_PACKAGES := gcc make binutils qemu-system-x86 acpica-tools lz4 zstd xz-utils libpcap-dev iputils-ping
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build guests demo test fetch-kernel bench lab clean
@@ -35,6 +35,7 @@ fetch-kernel: deps
 # Unit and integration tests (tier 1, this host's /dev/kvm), then the nested lab (tier 2: real
 # Linux guests under hv on nested KVM inside QEMU), which ends with "N passed, N failed".
 test: build guests fetch-kernel
+	$(MAKE) -C Guests test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) --no-print-directory lab
@@ -44,6 +45,7 @@ test: build guests fetch-kernel
 bench: deps guests
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	.build-static/release/hv bench boot
+	.build-static/release/hv bench vmbus
 
 # The nested lab (Tests/Lab/, design.md §3): QEMU TCG with an emulated SVM CPU boots a Debian
 # kernel as L1, hv runs inside it on nested KVM and boots L2 guests. `make test` runs it last.

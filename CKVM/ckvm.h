@@ -34,6 +34,8 @@ static const unsigned long CKVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADD
 static const unsigned long CKVM_ENABLE_CAP = KVM_ENABLE_CAP;
 static const unsigned long CKVM_SIGNAL_MSI = KVM_SIGNAL_MSI;
 static const unsigned long CKVM_SET_GSI_ROUTING = KVM_SET_GSI_ROUTING;
+static const unsigned long CKVM_IOEVENTFD = KVM_IOEVENTFD;
+static const unsigned long CKVM_X86_SET_MSR_FILTER = KVM_X86_SET_MSR_FILTER;
 
 // MARK: request numbers on a vCPU
 static const unsigned long CKVM_RUN = KVM_RUN;
@@ -46,6 +48,8 @@ static const unsigned long CKVM_GET_LAPIC = KVM_GET_LAPIC;
 static const unsigned long CKVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 
 // MARK: ioctl without varargs
 static inline int ckvm_ioctl(int fd, unsigned long request, void *argument) {
@@ -76,6 +80,14 @@ static inline uint64_t ckvm_run_internal_data(const struct kvm_run *r, uint32_t 
 static inline uint32_t ckvm_run_system_event_type(const struct kvm_run *r) { return r->system_event.type; }
 static inline uint8_t ckvm_run_eoi_vector(const struct kvm_run *r) { return r->eoi.vector; }
 static inline uint64_t ckvm_run_hardware_exit_reason(const struct kvm_run *r) { return r->hw.hardware_exit_reason; }
+// KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR: hv fills data for a read, or sets error to inject #GP.
+static inline uint32_t ckvm_run_msr_index(const struct kvm_run *r) { return r->msr.index; }
+static inline uint32_t ckvm_run_msr_reason(const struct kvm_run *r) { return r->msr.reason; }
+static inline uint64_t ckvm_run_msr_data(const struct kvm_run *r) { return r->msr.data; }
+static inline void ckvm_run_msr_complete(struct kvm_run *r, uint64_t data, uint8_t error) {
+    r->msr.data = data;
+    r->msr.error = error;
+}
 static inline void ckvm_run_set_immediate_exit(struct kvm_run *r, uint8_t value) {
     __atomic_store_n(&r->immediate_exit, value, __ATOMIC_SEQ_CST);
 }
@@ -103,6 +115,28 @@ static inline void ckvm_irq_routing_entry_set_msi(struct kvm_irq_routing_entry *
     e->u.msi.address_hi = address_hi;
     e->u.msi.data = data;
 }
+
+/// One KVM_X86_SET_MSR_FILTER range that denies (sends to user space) reads and writes of
+/// [base, base + count); bitmap must hold count bits of zeros and outlive the call.
+static inline void ckvm_msr_filter_set_range(struct kvm_msr_filter *f, uint32_t i, uint32_t base, uint32_t count,
+                                             uint8_t *bitmap) {
+    f->ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+    f->ranges[i].base = base;
+    f->ranges[i].nmsrs = count;
+    f->ranges[i].bitmap = bitmap;
+}
+
+// KVM_IOEVENTFD flags are built from an enum, which Swift does not import as macros.
+static const uint32_t CKVM_IOEVENTFD_PIO_DATAMATCH = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH;
+static const uint32_t CKVM_IOEVENTFD_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;
+
+// MARK: atomics on memory shared with the guest (rings, SynIC pages)
+static inline uint32_t ckvm_atomic_load_u32(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
+static inline void ckvm_atomic_store_u32(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
+static inline uint32_t ckvm_atomic_fetch_or_u32(void *p, uint32_t v) { return __atomic_fetch_or((uint32_t *)p, v, __ATOMIC_SEQ_CST); }
+static inline uint8_t ckvm_atomic_fetch_or_u8(void *p, uint8_t v) { return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST); }
+/// A full barrier: orders this thread's stores before its later loads, as the ring protocol needs.
+static inline void ckvm_memory_barrier(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // MARK: Linux system calls Swift's Glibc module does not surface
 static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
@@ -140,5 +174,7 @@ static inline int ckvm_signalfd(int signal1, int signal2) {
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 static inline int ckvm_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+/// A blocking eventfd, for a thread that sleeps in read(2) or poll(2) until the guest signals.
+static inline int ckvm_eventfd_blocking(void) { return eventfd(0, EFD_CLOEXEC); }
 
 #endif

@@ -233,6 +233,55 @@ irq_common:
 	addq $8, %rsp                   /* drop the vector */
 	iretq
 
+/*
+ * ---- system calls: UD1 %eax,%eax at CPL3 -> #UD (vector 6) -> here ----
+ * From CPL3: RAX = call number, RDI = argument. Returns ucall_dispatch's
+ * value in RAX, every other register preserved, execution resumed after
+ * the 3-byte UD1. Any other #UD goes on to the fatal exception path.
+ * Why not a DPL3 `int n` gate or SYSCALL: on the PVM host `int n` at CPL3
+ * raises #UD and SYSCALL reaches LSTAR without leaving CPL3, while
+ * exceptions do arrive at CPL0 through the IDT. Compilers emit UD2 for
+ * traps, never UD1, so a genuine bug is not mistaken for a call.
+ */
+	.globl ucall_entry
+ucall_entry:
+	testb $3, 8(%rsp)               /* CS: from CPL3? */
+	jz 2f
+	pushq %rcx
+	movq 8(%rsp), %rcx              /* the faulting RIP */
+	cmpw $0xb90f, (%rcx)            /* 0F B9: UD1 ... */
+	jne 1f
+	cmpb $0xc0, 2(%rcx)             /* ... C0: %eax, %eax */
+	jne 1f
+	addq $3, 8(%rsp)                /* resume after it */
+	pushq %rdx
+	pushq %rsi
+	pushq %rdi
+	pushq %r8
+	pushq %r9
+	pushq %r10
+	pushq %r11
+	movq %rdi, %rsi                 /* argument */
+	movq %rax, %rdi                 /* call number */
+	pushq %rbp
+	movq %rsp, %rbp
+	andq $-16, %rsp                 /* ABI alignment for the C handler */
+	cld
+	call ucall_dispatch
+	movq %rbp, %rsp
+	popq %rbp
+	popq %r11
+	popq %r10
+	popq %r9
+	popq %r8
+	popq %rdi
+	popq %rsi
+	popq %rdx
+	popq %rcx
+	iretq
+1:	popq %rcx
+2:	jmp isr_6                       /* a real #UD */
+
 	.section .rodata
 	.p2align 3
 	.globl isr_table

@@ -21,7 +21,7 @@ uint32_t start_info_paddr;              /* stored by entry.S from EBX */
 static char cmdline[512];
 
 /* ---- TSS with an I/O permission bitmap ---- */
-#define IOMAP_PORTS 0x600               /* ports >= this are denied by the limit */
+#define IOMAP_PORTS 0x1000              /* ports >= this are denied by the limit (0xCF8-0xCFF: PCI) */
 struct tss {
 	uint32_t reserved0;
 	uint64_t rsp[3];
@@ -50,6 +50,7 @@ extern uint64_t gdt_tss[];
 extern uint8_t kstacks[];
 extern const uint64_t isr_table[32];
 extern void isr_spurious(void);
+extern void ucall_entry(void);
 extern const char irq_stubs[];
 extern const char ap_tramp_start[], ap_tramp_end[];
 extern void enter_user(void (*entry)(struct cpu *), struct cpu *arg, uint64_t rsp)
@@ -63,6 +64,14 @@ static uint8_t ustacks[MAX_CPUS][USTACK_SIZE] __attribute__((aligned(16)));
 static volatile unsigned cpus_online;   /* APs that finished CPL0 setup */
 static volatile unsigned smp_go;        /* set once indices are assigned */
 static irq_handler_t irq_handlers[256];
+static ucall_handler_t ucall_handlers[UCALL_MAX];
+
+/* Ports CPL3 may use beyond the defaults; applied to every TSS, now and later. */
+#define IO_RANGES 8
+static struct {
+	uint16_t first, count;
+} io_ranges[IO_RANGES];
+static unsigned io_nranges;
 
 void guest_exit(uint8_t status)
 {
@@ -113,6 +122,22 @@ int irq_set_handler(unsigned vector, irq_handler_t handler)
 	return 1;
 }
 
+/* Called by ucall_entry (entry.S) with the caller's RAX = nr, RDI = arg. */
+uint64_t ucall_dispatch(uint64_t nr, uint64_t arg)
+{
+	ucall_handler_t h = nr < UCALL_MAX ? ucall_handlers[nr] : NULL;
+
+	return h ? h(arg) : UCALL_ENOSYS;
+}
+
+int ucall_set_handler(unsigned nr, ucall_handler_t handler)
+{
+	if (nr >= UCALL_MAX || !handler)
+		return 0;
+	ucall_handlers[nr] = handler;
+	return 1;
+}
+
 static void load_idt(void)
 {
 	struct {
@@ -127,9 +152,31 @@ static void allow_port(struct tss *t, unsigned port)
 	t->iomap[port / 8] &= (uint8_t)~(1u << (port % 8));
 }
 
+static void allow_ports(struct tss *t, unsigned first, unsigned count)
+{
+	for (unsigned p = first; p < first + count; p++)
+		allow_port(t, p);
+}
+
+int io_allow_ports(unsigned first, unsigned count)
+{
+	if (count == 0 || first >= IOMAP_PORTS || count > IOMAP_PORTS - first ||
+	    io_nranges == IO_RANGES)
+		return 0;
+	io_ranges[io_nranges].first = (uint16_t)first;
+	io_ranges[io_nranges].count = (uint16_t)count;
+	io_nranges++;
+	/* TSSs already loaded (iomap_base set); setup_tss applies it to the rest. */
+	for (unsigned s = 0; s < MAX_CPUS; s++)
+		if (tss[s].iomap_base)
+			allow_ports(&tss[s], first, count);
+	return 1;
+}
+
 /*
  * The host (PVM) ignores RFLAGS.IOPL, so CPL3 port access works only through
- * the bitmap: UART 0x3F8-0x3FF, exit port 0x501, benchmark port 0x502.
+ * the bitmap: UART 0x3F8-0x3FF, exit port 0x501, benchmark port 0x502, and
+ * whatever the program added with io_allow_ports.
  */
 static void setup_tss(unsigned slot)
 {
@@ -144,6 +191,8 @@ static void setup_tss(unsigned slot)
 		allow_port(t, p);
 	allow_port(t, 0x501);
 	allow_port(t, 0x502);
+	for (unsigned i = 0; i < io_nranges; i++)
+		allow_ports(t, io_ranges[i].first, io_ranges[i].count);
 
 	/* 16-byte available 64-bit TSS descriptor (type 9, present). */
 	gdt_tss[2 * slot] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
@@ -159,6 +208,22 @@ static void cpu_setup(unsigned slot)
 	cpus[slot].apic_id = lapic_id();
 	load_idt();
 	setup_tss(slot);
+}
+
+/* ---- start info: RSDP ---- */
+static uint64_t rsdp_paddr;
+
+static void save_rsdp(void)
+{
+	const struct hvm_start_info *si = (const void *)(uint64_t)start_info_paddr;
+
+	if (si && si->magic == HVM_START_MAGIC)
+		rsdp_paddr = si->rsdp_paddr;
+}
+
+uint64_t boot_rsdp_paddr(void)
+{
+	return rsdp_paddr;
 }
 
 /* ---- command line ---- */
@@ -328,8 +393,10 @@ void kmain(void)
 	uart_init();
 	for (unsigned v = 0; v < 32; v++)
 		set_gate(v, isr_table[v]);
+	set_gate(6, (uint64_t)ucall_entry);    /* #UD: system calls, else fatal */
 	set_gate(0xff, (uint64_t)isr_spurious);
 	copy_cmdline();
+	save_rsdp();
 	cpu_setup(0);
 	cpus[0].index = 0;
 	prog_kernel_init();

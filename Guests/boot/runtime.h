@@ -41,7 +41,44 @@ unsigned smp_start(unsigned n);
  */
 typedef void (*irq_handler_t)(unsigned vector);
 int irq_set_handler(unsigned vector, irq_handler_t handler);
+/* The PVH start info's rsdp_paddr as the loader left it (0: none given). Any CPL. */
+uint64_t boot_rsdp_paddr(void);
 /* Write status to the exit port. Any CPL. */
 void guest_exit(uint8_t status) __attribute__((noreturn));
+
+/*
+ * Let CPL3 use ports [first, first + count) on every CPU, those running now
+ * and those started later, through the TSS I/O-permission bitmap (the PVM
+ * host ignores RFLAGS.IOPL). Returns 0 for a range beyond the bitmap (ports
+ * >= 0x1000) or when the table of ranges (8) is full. CPL0.
+ */
+int io_allow_ports(unsigned first, unsigned count);
+
+/*
+ * System call for the few CPL0-only operations a CPL3 driver needs (an MSR
+ * write such as SynIC end-of-message), nothing general: the program
+ * registers one handler per call number at CPL0; ucall() from CPL3 runs it
+ * at CPL0 (IF=0, on the CPU's kernel stack) and returns its value; an
+ * unregistered number returns UCALL_ENOSYS. The gate is the #UD vector: a
+ * CPL3 `ud1 %eax,%eax` is a call, any other #UD stays fatal. On the PVM host
+ * a DPL3 `int n` gate is no use (`int n` at CPL3 raises #UD whatever the
+ * vector) and SYSCALL reaches LSTAR still at CPL3, but exceptions do reach
+ * CPL0. The handler runs emulated there (~1 us per instruction): keep it a
+ * few lines.
+ */
+#define UCALL_MAX       8
+#define UCALL_ENOSYS    (~0ULL)
+typedef uint64_t (*ucall_handler_t)(uint64_t arg);
+/* Returns 0 for a number >= UCALL_MAX or a NULL handler. CPL0. */
+int ucall_set_handler(unsigned nr, ucall_handler_t handler);
+
+/* CPL3: RAX = call number, RDI = argument, RAX = result; nothing else changes. */
+static inline uint64_t ucall(unsigned nr, uint64_t arg)
+{
+	uint64_t ret;
+	__asm__ volatile(".byte 0x0f, 0xb9, 0xc0"      /* ud1 %eax, %eax */
+			 : "=a"(ret) : "a"((uint64_t)nr), "D"(arg) : "memory");
+	return ret;
+}
 
 #endif

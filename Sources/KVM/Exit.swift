@@ -9,6 +9,8 @@ public enum VCPUExit {
     case mmio(MMIOAccess)
     /// The guest acknowledged a level-triggered vector routed from our IOAPIC.
     case ioapicEOI(vector: UInt8)
+    /// RDMSR/WRMSR of an MSR the filter sends to user space; complete it before the next KVM_RUN.
+    case msr(MSRAccess)
     /// Triple fault (or an INIT the guest cannot take).
     case shutdown
     case hlt
@@ -35,6 +37,19 @@ public enum VCPUExit {
         public let isWrite: Bool
         /// 1 to 8 bytes inside the kvm_run page.
         public let data: UnsafeMutableRawBufferPointer
+    }
+
+    public struct MSRAccess {
+        public let index: UInt32
+        public let isWrite: Bool
+        /// What the guest wrote (for a write).
+        public let value: UInt64
+        let run: UnsafeMutablePointer<kvm_run>
+
+        /// The value the guest's RDMSR returns (ignored for a write).
+        public func complete(value: UInt64 = 0) { ckvm_run_msr_complete(run, value, 0) }
+        /// The guest takes #GP, as for an MSR that does not exist.
+        public func fail() { ckvm_run_msr_complete(run, 0, 1) }
     }
 
     /// Names of KVM_SYSTEM_EVENT types, for messages.
@@ -68,6 +83,9 @@ public enum VCPUExit {
             let length = Int(min(ckvm_run_mmio_length(run), 8))
             let data = UnsafeMutableRawBufferPointer(start: ckvm_run_mmio_data(run), count: length)
             return .mmio(MMIOAccess(address: ckvm_run_mmio_address(run), isWrite: ckvm_run_mmio_is_write(run) != 0, data: data))
+        case KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR:
+            return .msr(MSRAccess(index: ckvm_run_msr_index(run), isWrite: Int32(reason) == KVM_EXIT_X86_WRMSR,
+                                  value: ckvm_run_msr_data(run), run: run))
         case KVM_EXIT_IOAPIC_EOI:
             return .ioapicEOI(vector: ckvm_run_eoi_vector(run))
         case KVM_EXIT_SHUTDOWN:

@@ -86,7 +86,24 @@ public final class VirtualCPU: @unchecked Sendable {
         }
     }
 
-    /// A kvm_msrs holding `msrs`, for one KVM_SET_MSRS.
+    /// Reads MSRs the way the host does (no filter applies); used for the guest's TSC.
+    public func readMSRs(_ indices: [UInt32]) throws(KVMError) -> [UInt64] {
+        try withMSRBuffer(indices.map { (index: $0, value: 0) }) { buffer throws(KVMError) in
+            let read = try retryingEINTR("KVM_GET_MSRS on vCPU \(id)") { ckvm_ioctl(fd, CKVM_GET_MSRS, buffer) }
+            guard Int(read) == indices.count else {
+                throw KVMError("KVM_GET_MSRS on vCPU \(id): MSR 0x\(String(indices[Int(read)], radix: 16)) refused", errno: EINVAL)
+            }
+            let entries = ckvm_msrs_entries(buffer)!
+            return (0..<indices.count).map { entries[$0].data }
+        }
+    }
+
+    /// The guest's TSC frequency in kHz.
+    public func tscKHz() throws(KVMError) -> UInt32 {
+        UInt32(try retryingEINTR("KVM_GET_TSC_KHZ on vCPU \(id)") { ckvm_ioctl_value(fd, CKVM_GET_TSC_KHZ, 0) })
+    }
+
+    /// A kvm_msrs holding `msrs`, for one KVM_SET_MSRS or KVM_GET_MSRS.
     func withMSRBuffer<R>(_ msrs: [(index: UInt32, value: UInt64)],
                           _ body: (UnsafeMutablePointer<kvm_msrs>) throws(KVMError) -> R) throws(KVMError) -> R {
         try withKVMBuffer(kvm_msrs.self, size: Int(ckvm_msrs_size(UInt32(msrs.count)))) { header throws(KVMError) in

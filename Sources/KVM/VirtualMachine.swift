@@ -85,6 +85,52 @@ public final class VirtualMachine: Sendable {
         }
     }
 
+    /// MSR accesses the filter denies exit to user space (KVM_EXIT_X86_RDMSR/WRMSR) instead of raising #GP.
+    public func enableUserSpaceMSRExits() throws(KVMError) {
+        try enableCapability(KVM_CAP_X86_USER_SPACE_MSR, arguments: [UInt64(KVM_MSR_EXIT_REASON_FILTER)])
+    }
+
+    /// Sends every read and write of the MSRs in `ranges` to user space; all others stay with KVM.
+    public func setMSRFilter(userSpaceRanges ranges: [ClosedRange<UInt32>]) throws(KVMError) {
+        guard ranges.count <= 16 else { throw KVMError("KVM_X86_SET_MSR_FILTER: \(ranges.count) ranges, at most 16", errno: EINVAL) }
+        var filter = kvm_msr_filter()
+        filter.flags = UInt32(KVM_MSR_FILTER_DEFAULT_ALLOW)
+        // A zero bit denies; the bitmaps only have to live through the ioctl.
+        let bitmaps = ranges.map { [UInt8](repeating: 0, count: ($0.count + 7) / 8) }
+        try withExtendedLifetime(bitmaps) { () throws(KVMError) in
+            for (index, range) in ranges.enumerated() {
+                bitmaps[index].withUnsafeBufferPointer { buffer in
+                    ckvm_msr_filter_set_range(&filter, UInt32(index), range.lowerBound, UInt32(range.count),
+                                              UnsafeMutablePointer(mutating: buffer.baseAddress!))
+                }
+            }
+            _ = try retryingEINTR("KVM_X86_SET_MSR_FILTER") { ckvm_ioctl(fd, CKVM_X86_SET_MSR_FILTER, &filter) }
+        }
+    }
+
+    /// Makes a guest write of `length` bytes equal to `value` at I/O `port` signal `eventFD` inside KVM,
+    /// without an exit to user space.
+    public func addIOEventFD(port: UInt16, length: UInt32, value: UInt64, eventFD: Int32) throws(KVMError) {
+        var request = ioEventFD(port: port, length: length, value: value, eventFD: eventFD)
+        _ = try retryingEINTR("KVM_IOEVENTFD on port 0x\(String(port, radix: 16))") { ckvm_ioctl(fd, CKVM_IOEVENTFD, &request) }
+    }
+
+    public func removeIOEventFD(port: UInt16, length: UInt32, value: UInt64, eventFD: Int32) throws(KVMError) {
+        var request = ioEventFD(port: port, length: length, value: value, eventFD: eventFD)
+        request.flags |= CKVM_IOEVENTFD_DEASSIGN
+        _ = try retryingEINTR("KVM_IOEVENTFD (remove) on port 0x\(String(port, radix: 16))") { ckvm_ioctl(fd, CKVM_IOEVENTFD, &request) }
+    }
+
+    func ioEventFD(port: UInt16, length: UInt32, value: UInt64, eventFD: Int32) -> kvm_ioeventfd {
+        var request = kvm_ioeventfd()
+        request.datamatch = value
+        request.addr = UInt64(port)
+        request.len = length
+        request.fd = eventFD
+        request.flags = CKVM_IOEVENTFD_PIO_DATAMATCH
+        return request
+    }
+
     public func createVCPU(id: UInt32) throws(KVMError) -> VirtualCPU {
         let vcpuFD = try retryingEINTR("KVM_CREATE_VCPU \(id)") { ckvm_ioctl_value(fd, CKVM_CREATE_VCPU, UInt(id)) }
         let size: Int

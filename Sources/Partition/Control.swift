@@ -27,6 +27,8 @@ public enum StopReason: Equatable, Sendable {
 public final class PartitionControl: Sendable {
     let reason = Mutex<StopReason?>(nil)
     public let wakeFD: Int32
+    /// Exits to user space, every vCPU together (KVM_RUN returns, signals and kicks included).
+    public let exits = Atomic<UInt64>(0)
 
     public init() throws(PartitionError) {
         let fd = ckvm_eventfd()
@@ -50,6 +52,18 @@ public final class PartitionControl: Sendable {
 
     public var stopReason: StopReason? { reason.withLock { $0 } }
     public var isStopping: Bool { stopReason != nil }
+}
+
+/// How SIGTERM stops a partition whose guest can be asked to shut down (the VMBus shutdown IC).
+public struct GracefulStop: Sendable {
+    /// Asks the guest to shut down; false when it cannot be asked now.
+    public var request: @Sendable () -> Bool
+    /// Seconds the guest has before hv stops it anyway.
+    public var gracePeriod: Double
+    public init(gracePeriod: Double, request: @escaping @Sendable () -> Bool) {
+        self.request = request
+        self.gracePeriod = gracePeriod
+    }
 }
 
 extension Partition {

@@ -7,9 +7,15 @@ import Synchronization
 public struct PartitionConfiguration: Sendable {
     public var memorySize: UInt64
     public var cpuCount: Int
-    public init(memorySize: UInt64, cpuCount: Int) {
+    /// CPUID leaves that replace KVM's hypervisor leaves (0x4000_0000 up), or nil to keep KVM's.
+    public var hypervisorLeaves: [kvm_cpuid_entry2]?
+    /// Describe a VMBus in the ACPI tables.
+    public var vmbus: Bool
+    public init(memorySize: UInt64, cpuCount: Int, hypervisorLeaves: [kvm_cpuid_entry2]? = nil, vmbus: Bool = false) {
         self.memorySize = memorySize
         self.cpuCount = cpuCount
+        self.hypervisorLeaves = hypervisorLeaves
+        self.vmbus = vmbus
     }
 }
 
@@ -30,6 +36,7 @@ public final class Partition: Sendable {
     /// What the firmware tables tell the guest: vCPUs 0..<n with APIC IDs 0..<n, the IOAPIC with ID n.
     public let platform: PlatformDescription
     public let logger: Logger
+    let hypervisor = Mutex<(any HypervisorInterface)?>(nil)
     let devices = Mutex<(ports: AddressRangeMap<UInt16, any PortDevice>, mmio: AddressRangeMap<UInt64, any MMIODevice>)>(
         (AddressRangeMap(), AddressRangeMap()))
 
@@ -44,7 +51,8 @@ public final class Partition: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
-        platform = PlatformDescription(cpuCount: configuration.cpuCount, ioapicID: UInt8(configuration.cpuCount))
+        platform = PlatformDescription(cpuCount: configuration.cpuCount, ioapicID: UInt8(configuration.cpuCount),
+                                       vmbus: configuration.vmbus)
         let map = try MemoryMap(ramSize: configuration.memorySize)
         do {
             vm = try system.createVM()
@@ -57,7 +65,8 @@ public final class Partition: Sendable {
         control = try PartitionControl()
         ioapic = IOAPIC(sink: KVMInterruptSink(vm: vm, logger: logger), id: platform.ioapicID)
         do {
-            let cpuid = try system.supportedCPUID()
+            var cpuid = try system.supportedCPUID()
+            if let leaves = configuration.hypervisorLeaves { cpuid.replaceHypervisorLeaves(with: leaves) }
             var vcpus: [VirtualCPU] = []
             for index in 0..<configuration.cpuCount {
                 let vcpu = try vm.createVCPU(id: UInt32(index))
@@ -67,6 +76,19 @@ public final class Partition: Sendable {
             self.vcpus = vcpus
         } catch { throw .kvm(error) }
         attach(mmio: MemoryMap.ioapicBase...(MemoryMap.ioapicBase + IOAPIC.mmioSize - 1), ioapic)
+    }
+
+    /// Routes `interface`'s MSRs to it through KVM's MSR filter and its ports to it with the vCPU
+    /// at hand. Call before `run`; the partition must have been configured with its CPUID leaves.
+    public func install(hypervisor interface: any HypervisorInterface) throws(PartitionError) {
+        for capability in [KVM_CAP_X86_USER_SPACE_MSR, KVM_CAP_X86_MSR_FILTER] where vm.system.check(capability) == 0 {
+            throw .kvm(KVMError("this host's KVM lacks \(capability == KVM_CAP_X86_MSR_FILTER ? "KVM_CAP_X86_MSR_FILTER" : "KVM_CAP_X86_USER_SPACE_MSR"), needed for the Hyper-V interface (VMBus)", errno: ENOTSUP))
+        }
+        do {
+            try vm.enableUserSpaceMSRExits()
+            try vm.setMSRFilter(userSpaceRanges: interface.msrRanges)
+        } catch { throw .kvm(error) }
+        hypervisor.withLock { $0 = interface }
     }
 
     public func attach(ports: ClosedRange<UInt16>, _ device: any PortDevice) {
@@ -80,7 +102,9 @@ public final class Partition: Sendable {
     /// Runs every vCPU on its own thread, the boot vCPU entering `boot`, until the guest or
     /// the host stops it (exit port, reset, crash, `timeout` seconds, SIGINT/SIGTERM).
     /// Every vCPU thread has ended when this returns.
-    public func run(boot: BootTrampoline, timeout: Double?) throws(PartitionError) -> StopReason {
+    /// With `gracefulStop`, SIGTERM first asks the guest to shut down and forces the stop only after the grace
+    /// period (or on a second SIGTERM); without it, or when the guest cannot be asked, SIGTERM stops at once.
+    public func run(boot: BootTrampoline, timeout: Double?, gracefulStop: GracefulStop? = nil) throws(PartitionError) -> StopReason {
         do { try VCPUSetup.enterTrampoline(vcpus[0]) } catch { throw .kvm(error) }
         let bus = devices.withLock { IOBus(ports: $0.ports, mmio: $0.mmio, logger: logger) }
 
@@ -95,8 +119,10 @@ public final class Partition: Sendable {
         guard ckvm_install_kick_handler(Partition.kickSignal) == 0 else { throw .hostErrno("sigaction for the vCPU kick signal") }
 
         var threads: [pthread_t] = []
-        for vcpu in vcpus {
-            let loop = VCPULoop(vcpu: vcpu, bus: bus, ioapic: ioapic, control: control, logger: logger)
+        let hypervisor = hypervisor.withLock { $0 }
+        for (index, vcpu) in vcpus.enumerated() {
+            let loop = VCPULoop(vcpu: vcpu, vp: index, bus: bus, ioapic: ioapic, hypervisor: hypervisor,
+                                control: control, logger: logger)
             do {
                 threads.append(try Partition.startThread {
                     // Whatever mask hv inherited, the kick must reach this thread.
@@ -109,28 +135,37 @@ public final class Partition: Sendable {
             }
         }
 
-        waitForStop(signals: signals, timeout: timeout)
+        waitForStop(signals: signals, timeout: timeout, gracefulStop: gracefulStop)
         stopVCPUs(threads: threads)
         return control.stopReason ?? .hostFailure("partition stopped without a reason")
     }
 
     /// Sleeps until the control's eventfd fires, a signal arrives, or the timeout passes.
-    func waitForStop(signals: Int32, timeout: Double?) {
+    func waitForStop(signals: Int32, timeout: Double?, gracefulStop: GracefulStop?) {
         let deadline = timeout.map { monotonicSeconds() + $0 }
+        var graceDeadline: Double?
         while !control.isStopping {
             var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
-            var waitMilliseconds: Int32 = -1
-            if let deadline {
-                let left = deadline - monotonicSeconds()
-                if left <= 0 { control.requestStop(.timeout); break }
-                waitMilliseconds = Int32(min(left * 1000 + 1, Double(Int32.max)))
+            let now = monotonicSeconds()
+            if let deadline, deadline <= now { control.requestStop(.timeout); break }
+            if let graceDeadline, graceDeadline <= now {
+                logger.warning("the guest did not shut down within \(gracefulStop?.gracePeriod ?? 0) s of SIGTERM: stopping it")
+                control.requestStop(.signal(SIGTERM))
+                break
             }
+            let wakeAt = [deadline, graceDeadline].compactMap { $0 }.min()
+            let waitMilliseconds = wakeAt.map { Int32(min(($0 - now) * 1000 + 1, Double(Int32.max))) } ?? -1
             let ready = poll(&fds, 2, waitMilliseconds)
             if ready > 0 && fds[1].revents & Int16(POLLIN) != 0 {
                 var info = signalfd_siginfo()
-                if read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                    control.requestStop(.signal(Int32(info.ssi_signo)))
+                guard read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size else { continue }
+                let signal = Int32(info.ssi_signo)
+                if signal == SIGTERM, graceDeadline == nil, let gracefulStop, gracefulStop.request() {
+                    logger.info("SIGTERM: asked the guest to shut down; forcing the stop in \(gracefulStop.gracePeriod) s")
+                    graceDeadline = monotonicSeconds() + gracefulStop.gracePeriod
+                } else {
+                    control.requestStop(.signal(signal))
                 }
             }
         }

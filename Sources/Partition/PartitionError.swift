@@ -36,6 +36,11 @@ public struct GuestMemoryError: Error, CustomStringConvertible, Equatable, Senda
     public let address: UInt64
     public let length: UInt64
 
+    public init(address: UInt64, length: UInt64) {
+        self.address = address
+        self.length = length
+    }
+
     public var description: String {
         "guest-physical range 0x\(String(address, radix: 16)) + \(length) is outside guest RAM"
     }

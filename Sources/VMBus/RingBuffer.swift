@@ -18,9 +18,14 @@ public protocol RingMemory {
     func loadUInt32(at offset: Int) throws(VMBusError) -> UInt32
     /// One 4-byte store of a control-page field.
     func storeUInt32(_ value: UInt32, at offset: Int) throws(VMBusError)
+    /// The data area mapped twice in a row (2 × data size bytes), so that any packet is one contiguous span even
+    /// where it wraps; nil when the memory is not mapped that way (then packets are copied out).
+    var mirroredData: UnsafeMutableRawPointer? { get }
 }
 
 extension RingMemory {
+    public var mirroredData: UnsafeMutableRawPointer? { nil }
+
     /// Through `read`; an implementation over shared memory overrides this with a single aligned atomic load.
     public func loadUInt32(at offset: Int) throws(VMBusError) -> UInt32 {
         var value: UInt32 = 0
@@ -105,12 +110,16 @@ public struct PacketDescriptor: Equatable, Sendable {
 
     /// From the first 16 of `bytes` (the caller has them).
     init(_ bytes: [UInt8]) {
-        let wire = WireReader(bytes)
-        type = PacketType(rawValue: wire.u16(0))
-        dataOffset8 = wire.u16(2)
-        length8 = wire.u16(4)
-        flags = wire.u16(6)
-        transactionID = wire.u64(8)
+        self.init(bytes.withUnsafeBytes { $0 })
+    }
+
+    /// From the first 16 bytes at `raw`, each read once.
+    init(_ raw: UnsafeRawBufferPointer) {
+        type = PacketType(rawValue: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt16.self)))
+        dataOffset8 = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        length8 = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        transactionID = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
     }
 
     public var bytes: [UInt8] {
@@ -142,6 +151,17 @@ public enum RingWriteResult: Equatable, Sendable {
     /// `required` bytes (packet + trailer) do not fit in the `available` free bytes; the ring is unchanged.
     case full(required: Int, available: Int)
 }
+
+/// Eight zero bytes that live as long as the process, for padding packets to 8. nonisolated(unsafe): written
+/// once when initialised, only read afterwards.
+nonisolated(unsafe) private let ringZeroPadding: UnsafeRawBufferPointer = {
+    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+    bytes.initializeMemory(as: UInt8.self, repeating: 0)
+    return UnsafeRawBufferPointer(bytes)
+}()
+
+/// `count` (0–7) bytes of zero padding.
+func ringPadding(_ count: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: ringZeroPadding[..<count]) }
 
 /// Geometry and checked access shared by the reader and the writer.
 struct RingData<Memory: RingMemory> {
@@ -196,21 +216,37 @@ struct RingData<Memory: RingMemory> {
         return bytes
     }
 
-    /// Copies `bytes` into the data area from `start`, wrapping past the end.
-    func copyIn(_ bytes: [UInt8], at start: Int) throws(VMBusError) {
+    /// Copies `bytes` into the data area from `start`, wrapping past the end; returns the index after them.
+    @discardableResult
+    func copyIn(_ bytes: UnsafeRawBufferPointer, at start: Int) throws(VMBusError) -> Int {
+        guard bytes.count > 0 else { return start }
         let first = min(bytes.count, dataSize - start)
-        var failure: VMBusError?
-        bytes.withUnsafeBytes { buffer in
-            do throws(VMBusError) {
-                try memory.write(at: RingLayout.controlPageSize + start,
-                                 from: UnsafeRawBufferPointer(rebasing: buffer[..<first]))
-                if first < bytes.count {
-                    try memory.write(at: RingLayout.controlPageSize, from: UnsafeRawBufferPointer(rebasing: buffer[first...]))
-                }
-            } catch { failure = error }
+        try memory.write(at: RingLayout.controlPageSize + start, from: UnsafeRawBufferPointer(rebasing: bytes[..<first]))
+        if first < bytes.count {
+            try memory.write(at: RingLayout.controlPageSize, from: UnsafeRawBufferPointer(rebasing: bytes[first...]))
         }
-        if let failure { throw failure }
+        return advance(start, by: bytes.count)
     }
+}
+
+/// A packet on a ring, seen in place: its bytes are the ring's own when the memory is mirrored (and the guest
+/// may change them under hv: copy what you check before trusting it), or a private copy otherwise. Valid until
+/// the reader moves on.
+public struct RingPacketView {
+    public let descriptor: PacketDescriptor
+    let shared: UnsafeRawBufferPointer?
+    let copied: [UInt8]?
+    /// Where the packet after this one starts.
+    let nextIndex: Int
+
+    /// The whole packet, descriptor included (length8 × 8 bytes, trailer excluded).
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let shared { return try body(shared) }
+        return try copied!.withUnsafeBytes(body)
+    }
+
+    /// A copy of the packet, for code that keeps it.
+    public var packet: RingPacket { RingPacket(descriptor: descriptor, bytes: withBytes { Array($0) }) }
 }
 
 /// hv's side of a ring the guest writes (the guest's outbound ring). Reads packets at a private index and
@@ -251,6 +287,13 @@ public struct RingBufferReader<Memory: RingMemory> {
     }
 
     private func packet(maxPacketSize: Int) throws(VMBusError) -> (packet: RingPacket, nextIndex: Int)? {
+        guard let view = try peekView(maxPacketSize: maxPacketSize) else { return nil }
+        return (view.packet, view.nextIndex)
+    }
+
+    /// The next packet in place, without consuming it (`consume` does), or nil when the ring is empty. A packet
+    /// longer than `maxPacketSize` or malformed is an error.
+    public func peekView(maxPacketSize: Int) throws(VMBusError) -> RingPacketView? {
         let writeIndex = try ring.index(.writeIndex)
         // Acquire: the packet bytes are read only after the write_index that covers them.
         atomicMemoryFence(ordering: .acquiring)
@@ -259,17 +302,31 @@ public struct RingBufferReader<Memory: RingMemory> {
         guard available >= PacketDescriptor.size + RingLayout.trailerSize else {
             throw .ringPacketTruncated(available: available)
         }
-        // Read the descriptor once into hv's memory; the checks and the copy below use this copy, not the ring.
-        let descriptor = PacketDescriptor(try ring.copyOut(from: readIndex, count: PacketDescriptor.size))
+        // Read the descriptor once into hv's memory; the checks below use this copy, not the ring.
+        let descriptor: PacketDescriptor
+        if let data = ring.memory.mirroredData {
+            descriptor = PacketDescriptor(UnsafeRawBufferPointer(start: data + readIndex, count: PacketDescriptor.size))
+        } else {
+            descriptor = PacketDescriptor(try ring.copyOut(from: readIndex, count: PacketDescriptor.size))
+        }
         let length = Int(descriptor.length8) * 8
         guard descriptor.dataOffset8 >= 2, descriptor.dataOffset8 <= descriptor.length8,
               length + RingLayout.trailerSize <= available else {
             throw .ringPacketInvalid(offset8: descriptor.dataOffset8, len8: descriptor.length8, available: available)
         }
         guard length <= maxPacketSize else { throw .ringPacketTooLarge(length: length, limit: maxPacketSize) }
-        let bytes = try ring.copyOut(from: readIndex, count: length)
-        return (RingPacket(descriptor: descriptor, bytes: bytes),
-                ring.advance(readIndex, by: length + RingLayout.trailerSize))
+        let next = ring.advance(readIndex, by: length + RingLayout.trailerSize)
+        if let data = ring.memory.mirroredData {
+            return RingPacketView(descriptor: descriptor, shared: UnsafeRawBufferPointer(start: data + readIndex, count: length),
+                                  copied: nil, nextIndex: next)
+        }
+        return RingPacketView(descriptor: descriptor, shared: nil, copied: try ring.copyOut(from: readIndex, count: length),
+                              nextIndex: next)
+    }
+
+    /// Consumes the packet `peekView` returned (read_index moves on `commit()`).
+    public mutating func consume(_ view: RingPacketView) {
+        readIndex = view.nextIndex
     }
 
     /// Reads up to `maxPackets` packets and commits once: one signalling decision for the batch. A malformed
@@ -359,6 +416,23 @@ public struct RingBufferWriter<Memory: RingMemory> {
     public mutating func write(
         type: PacketType, flags: UInt16 = 0, transactionID: UInt64, header: [UInt8] = [], payload: [UInt8]
     ) throws(VMBusError) -> RingWriteResult {
+        // Array's withUnsafeBytes only rethrows untyped errors, so the typed error is carried out by hand.
+        var outcome: Result<RingWriteResult, VMBusError> = .failure(.ringMemoryOutOfRange(offset: 0, length: 0, size: 0))
+        header.withUnsafeBytes { header in
+            payload.withUnsafeBytes { payload in
+                do throws(VMBusError) {
+                    outcome = .success(try write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload))
+                } catch { outcome = .failure(error) }
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// As above, from bytes anywhere (a packet still on another ring, for instance): copied once, in place.
+    public mutating func write(
+        type: PacketType, flags: UInt16 = 0, transactionID: UInt64, header: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer
+    ) throws(VMBusError) -> RingWriteResult {
         let dataOffset = (PacketDescriptor.size + header.count + 7) / 8 * 8
         let length = (dataOffset + payload.count + 7) / 8 * 8
         guard length <= maxPacketLength else { throw .ringPacketTooLarge(length: length, limit: maxPacketLength) }
@@ -367,23 +441,23 @@ public struct RingBufferWriter<Memory: RingMemory> {
         // Strictly greater (Linux: `bytes_avail_towrite <= totalbytes_towrite` is full).
         guard available > required else { return .full(required: required, available: available) }
 
-        let descriptor = PacketDescriptor(
-            type: type, dataOffset8: UInt16(dataOffset / 8), length8: UInt16(length / 8), flags: flags,
-            transactionID: transactionID)
-        var bytes = descriptor.bytes
-        bytes.reserveCapacity(required)
-        bytes += header
-        bytes += repeatElement(0, count: dataOffset - bytes.count)
-        bytes += payload
-        bytes += repeatElement(0, count: length - bytes.count)
-        // The trailer: this packet's start offset in the upper half (Linux's hv_get_ring_bufferindices).
-        var wire = WireWriter(capacity: 8)
-        wire.u64(UInt64(writeIndex) << 32)
-        bytes += wire.bytes
-        try ring.copyIn(bytes, at: writeIndex)
-        writeIndex = ring.advance(writeIndex, by: required)
+        // Descriptor, header, padding to 8, payload, padding to 8, then the trailer: this packet's start offset
+        // in the upper half (Linux's hv_get_ring_bufferindices).
+        var fixed: (descriptor: (UInt16, UInt16, UInt16, UInt16, UInt64), trailer: UInt64) = (
+            (type.rawValue.littleEndian, UInt16(dataOffset / 8).littleEndian, UInt16(length / 8).littleEndian,
+             flags.littleEndian, transactionID.littleEndian),
+            (UInt64(writeIndex) << 32).littleEndian)
+        var position = writeIndex
+        try withUnsafeBytes(of: &fixed.descriptor) { (raw) throws(VMBusError) in position = try ring.copyIn(raw, at: position) }
+        position = try ring.copyIn(header, at: position)
+        position = try ring.copyIn(ringPadding(dataOffset - PacketDescriptor.size - header.count), at: position)
+        position = try ring.copyIn(payload, at: position)
+        position = try ring.copyIn(ringPadding(length - dataOffset - payload.count), at: position)
+        try withUnsafeBytes(of: &fixed.trailer) { (raw) throws(VMBusError) in position = try ring.copyIn(raw, at: position) }
+        writeIndex = position
         return .written
     }
+
 
     /// Publishes write_index and says whether to interrupt the reader: only when the ring was empty before this
     /// batch (read_index == the write_index published before it) and the reader's interrupt_mask is 0.

@@ -5,6 +5,6 @@ struct HV: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hv",
         abstract: "A virtual machine monitor for Linux KVM, built the way Hyper-V is built.",
-        subcommands: [Run.self, Caps.self, Bench.self]
+        subcommands: [Run.self, Stop.self, Caps.self, Bench.self]
     )
 }

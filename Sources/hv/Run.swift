@@ -3,7 +3,10 @@ import Devices
 import Glibc
 import KVM
 import Logging
+import NetworkBackends
 import Partition
+import VMBus
+import VSP
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,6 +43,25 @@ struct Run: ParsableCommand {
     @Flag(help: "Restart the guest when it asks for a reset, instead of exiting with status 120.")
     var reboot = false
 
+    @Option(help: "A name for this VM, for `hv stop --name`.")
+    var name: String?
+
+    @Flag(inversion: .prefixedNo, help: """
+        Show the guest Hyper-V and serve VMBus (heartbeat and shutdown integration components). Without it the         guest sees plain KVM (kvmclock) and hv stop / SIGTERM stop it at once.
+        """)
+    var vmbus = true
+
+    @Option(help: "Seconds the guest has to shut down after `hv stop` or SIGTERM before it is stopped anyway.")
+    var grace: Double = 30
+
+    @Option(help: ArgumentHelp("""
+        A network adapter (repeatable): KIND,net=SPEC[,mac=XX:XX:XX:XX:XX:XX]. KIND is synthetic (NetVSP over VMBus;         Linux: hv_netvsc) or emulated (Intel 82540EM on hv's PCI bus; Linux: e1000). SPEC is tap:NAME (created if         missing), pcap:IFACE, null, or null:rx=SIZE[,count=N][,rate=FPS].
+        """, valueName: "nic"))
+    var nic: [String] = []
+
+    @Option(help: "Write every frame of every NIC, both directions, to this pcap file.")
+    var capture: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .warning
 
@@ -54,6 +76,20 @@ struct Run: ParsableCommand {
         if let timeout, !(timeout > 0 && timeout.isFinite) {
             throw ValidationError("--timeout must be a positive number of seconds")
         }
+        if let name, !VMName.isValid(name) {
+            throw ValidationError("--name '\(name)' is not a VM name (up to 64 letters, digits, '.', '_', '-')")
+        }
+        guard grace >= 0, grace.isFinite else { throw ValidationError("--grace must be a number of seconds") }
+        let nics = try parsedNICs()
+        if !vmbus, nics.contains(where: { $0.kind == .synthetic }) {
+            throw ValidationError("--nic synthetic needs VMBus: drop --no-vmbus or use --nic emulated")
+        }
+    }
+
+    func parsedNICs() throws -> [NICOption] {
+        do { return try nic.map { text throws(NICOptionError) in try NICOption(parsing: text) } } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     func run() throws {
@@ -61,6 +97,12 @@ struct Run: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         var logger = Logger(label: "hv")
         logger.logLevel = logLevel
+        if let name {
+            do { try VMName(name).claim() } catch {
+                printError(error.description)
+                throw ExitCode(ExitStatus.usage)
+            }
+        }
         do {
             let status = try boot(logger: logger)
             throw ExitCode(status)
@@ -81,14 +123,21 @@ struct Run: ParsableCommand {
         let output: any SerialOutput = serial == "stdio"
             ? FileSerialOutput(fd: STDOUT_FILENO)
             : try FileSerialOutput(path: String(serial.dropFirst("file:".count)))
-        let configuration = PartitionConfiguration(memorySize: parseMemorySize(memory)!, cpuCount: cpus)
+        // One capture file for the whole run, reboots included.
+        let recorder: CaptureRecorder?
+        do { recorder = try capture.map { path throws(NetworkBackendError) in try CaptureRecorder(path: path) } } catch {
+            throw .configuration(error.description)
+        }
+        defer { recorder?.close() }
+        let configuration = PartitionConfiguration(memorySize: parseMemorySize(memory)!, cpuCount: cpus,
+                                                   hypervisorLeaves: vmbus ? HyperVCPUID.leaves() : nil, vmbus: vmbus)
         // --timeout bounds the whole run, reboots included.
         let deadline = timeout.map { monotonicSeconds() + $0 }
         var restarts = 0
         while true {
             let remaining = deadline.map { max($0 - monotonicSeconds(), 0.001) }
             let reason = try bootOnce(system: system, configuration: configuration, request: request, output: output,
-                                      timeout: remaining, logger: logger)
+                                      recorder: recorder, timeout: remaining, logger: logger)
             switch reason {
             case .reboot where reboot:
                 restarts += 1
@@ -109,17 +158,31 @@ struct Run: ParsableCommand {
 
     /// One life of the guest: a fresh partition, devices, kernel, run until it stops.
     func bootOnce(system: KVMSystem, configuration: PartitionConfiguration, request: BootRequest,
-                  output: any SerialOutput, timeout: Double?, logger: Logger) throws(PartitionError) -> StopReason {
+                  output: any SerialOutput, recorder: CaptureRecorder?, timeout: Double?,
+                  logger: Logger) throws(PartitionError) -> StopReason {
         let partition = try Partition(system: system, configuration: configuration, logger: logger)
         let devices = PCPlatform.attach(to: partition, serialOutput: output)
-        let boot = try KernelLoader.load(request, into: partition.memory, platform: partition.platform)
+        let adapters = try NetworkAdapters(options: (try? parsedNICs()) ?? [], partition: partition, recorder: recorder, logger: logger)
+        defer { adapters.stop() }
+        var gracefulStop: GracefulStop?
+        var host: VMBusHost?
+        if vmbus {
+            let hyperv = try HyperVInterface(partition: partition)
+            try partition.install(hypervisor: hyperv)
+            let shutdown = ShutdownDevice(logger: logger)
+            host = VMBusHost(partition: partition, hyperv: hyperv,
+                             devices: [HeartbeatDevice(logger: logger), shutdown] + adapters.vmbusDevices)
+            gracefulStop = GracefulStop(gracePeriod: grace) { shutdown.requestShutdown() }
+        }
+        defer { host?.stop() }
+        let boot = try KernelLoader.load(request, into: partition.memory, platform: adapters.platform)
         var console: SerialConsole?
         if serial == "stdio" {
             console = try SerialConsole(uart: devices.uart, control: partition.control)
             try console?.start()
         }
         defer { console?.stop() }
-        return try partition.run(boot: boot, timeout: timeout)
+        return try partition.run(boot: boot, timeout: timeout, gracefulStop: gracefulStop)
     }
 }
 

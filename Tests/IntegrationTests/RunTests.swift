@@ -207,6 +207,11 @@ struct QEMUCompatibilityTests {
 enum Artifacts {
     static let hv = getenv("HV_BINARY").map { String(cString: $0) } ?? packageRoot + "/.build/debug/hv"
     static let hello = packageRoot + "/Guests/build/hello.elf"
+    static let vmbusStub = packageRoot + "/Guests/build/vmbus.elf"
+    static let netStub = packageRoot + "/Guests/build/net.elf"
+    /// Network tests make their own namespace (unshare --net), which needs root, and a tap, ip and ping in it.
+    static let canMakeNamespaces = getuid() == 0 && fileExists("/usr/bin/unshare") && fileExists("/usr/sbin/ip")
+        && fileExists("/usr/bin/ping") && access("/dev/net/tun", R_OK | W_OK) == 0
     static let qemu = "/usr/bin/qemu-system-x86_64"
     static let ready = access("/dev/kvm", R_OK | W_OK) == 0 && fileExists(hv) && fileExists(hello)
     static let reason: Comment = "needs /dev/kvm, the hv binary (swift build) and Guests/build/hello.elf (make -C Guests)"

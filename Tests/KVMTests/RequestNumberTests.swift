@@ -29,6 +29,8 @@ import Testing
         #expect(CKVM_ENABLE_CAP == ioc(Self.write, 0xA3, MemoryLayout<kvm_enable_cap>.size))
         #expect(CKVM_SIGNAL_MSI == ioc(Self.write, 0xA5, MemoryLayout<kvm_msi>.size))
         #expect(CKVM_SET_GSI_ROUTING == ioc(Self.write, 0x6A, MemoryLayout<kvm_irq_routing>.size))
+        #expect(CKVM_IOEVENTFD == ioc(Self.write, 0x79, MemoryLayout<kvm_ioeventfd>.size))
+        #expect(CKVM_X86_SET_MSR_FILTER == ioc(Self.write, 0xC6, MemoryLayout<kvm_msr_filter>.size))
     }
 
     @Test func vcpuRequests() {
@@ -37,11 +39,13 @@ import Testing
         #expect(CKVM_SET_REGS == ioc(Self.write, 0x82, MemoryLayout<kvm_regs>.size))
         #expect(CKVM_GET_SREGS == ioc(Self.read, 0x83, MemoryLayout<kvm_sregs>.size))
         #expect(CKVM_SET_SREGS == ioc(Self.write, 0x84, MemoryLayout<kvm_sregs>.size))
+        #expect(CKVM_GET_MSRS == ioc(Self.read | Self.write, 0x88, MemoryLayout<kvm_msrs>.size))
         #expect(CKVM_SET_MSRS == ioc(Self.write, 0x89, MemoryLayout<kvm_msrs>.size))
         #expect(CKVM_SET_FPU == ioc(Self.write, 0x8D, MemoryLayout<kvm_fpu>.size))
         #expect(CKVM_GET_LAPIC == ioc(Self.read, 0x8E, MemoryLayout<kvm_lapic_state>.size))
         #expect(CKVM_SET_LAPIC == ioc(Self.write, 0x8F, MemoryLayout<kvm_lapic_state>.size))
         #expect(CKVM_SET_CPUID2 == ioc(Self.write, 0x90, MemoryLayout<kvm_cpuid2>.size))
+        #expect(CKVM_GET_TSC_KHZ == 0xAEA3)
     }
 
     /// Sizes from the x86-64 ABI of linux/kvm.h; a mismatch means the import went wrong.
@@ -53,6 +57,8 @@ import Testing
         #expect(MemoryLayout<kvm_cpuid_entry2>.size == 40)
         #expect(MemoryLayout<kvm_msr_entry>.size == 16)
         #expect(MemoryLayout<kvm_irq_routing_entry>.size == 48)
+        #expect(MemoryLayout<kvm_ioeventfd>.size == 64)
+        #expect(MemoryLayout<kvm_msr_filter>.size == 4 + 16 * 24 + 4)
         #expect(ckvm_cpuid2_size(2) == 8 + 2 * 40)
     }
 }

@@ -4,9 +4,15 @@
 # and runs the scenarios, hv boots L2 guests inside it. Prints each scenario's PASS/FAIL line,
 # then "N passed, N failed"; failure details and timings go to stderr. Exits non-zero when a
 # scenario failed or had no result (time limit, L1 crash).
-#   Tests/Lab/run.sh [scenario ...]     (default: all; names are in l1-init, scenario_*)
-#   LAB_TIMEOUT=seconds                 (whole-run limit, default 300)
-#   LAB_VERBOSE=1                       (a failed scenario shows all of hv's output, not the tail)
+#   Tests/Lab/run.sh [scenario ...]     (default: all; names are in l1-init, scenario_*; a name
+#                                       with * ? or [ is a pattern over the known names:
+#                                       Tests/Lab/run.sh 'vmbus-*' runs only the VMBus ones,
+#                                       'netvsc-*' 'e1000-*' the NIC ones)
+#   LAB_TIMEOUT=seconds                 (whole-run limit, default 300, plus each selected NIC
+#                                       boot's own watchdog: 480 s for netvsc and e1000, 300 s for
+#                                       netvsc-capture)
+#   LAB_VERBOSE=1                       (a failed scenario shows all of hv's output, not the tail;
+#                                       the NIC boots' whole L2 console and hv stderr go to the log)
 #   LAB_L1_CPUS=n                       (L1's vCPUs, default 4)
 # The whole serial log is kept in .cache/lab/last-run.log.
 set -euo pipefail
@@ -19,8 +25,42 @@ qemu="${QEMU:-/usr/bin/qemu-system-x86_64}"
 all=(hv-hello-l1 hv-caps-l1
      linux-boot-1cpu linux-initrd-cmdline linux-reboot
      linux-boot-4cpu linux-cpuinfo-4cpus linux-date linux-console-stdin linux-console-line-editing linux-poweroff
-     linux-pvh-vmlinux)
-if [ $# -gt 0 ]; then scenarios=("$@"); else scenarios=("${all[@]}"); fi
+     linux-pvh-vmlinux
+     vmbus-attach vmbus-heartbeat vmbus-stop vmbus-time
+     netvsc-link netvsc-ping netvsc-transfer netvsc-capture
+     e1000-link e1000-ping e1000-transfer)
+if [ $# -gt 0 ]; then
+    scenarios=()
+    for arg in "$@"; do
+        case "$arg" in
+            *[*?[]*)
+                matched=0
+                for name in "${all[@]}"; do
+                    if [[ $name == $arg ]]; then scenarios+=("$name"); matched=1; fi
+                done
+                if [ "$matched" = 0 ]; then
+                    echo "lab: no scenario matches '$arg' (known: ${all[*]})" >&2
+                    exit 1
+                fi ;;
+            *) scenarios+=("$arg") ;;
+        esac
+    done
+else
+    scenarios=("${all[@]}")
+fi
+
+# The NIC boots (l1-init, boot_net) may take up to their watchdog each: nested TCG networking is slow.
+if [ -z "${LAB_TIMEOUT:-}" ]; then
+    netvsc_boot=0 e1000_boot=0 capture_boot=0
+    for name in "${scenarios[@]}"; do
+        case "$name" in
+            netvsc-capture) capture_boot=300 ;;
+            netvsc-*) netvsc_boot=480 ;;
+            e1000-*) e1000_boot=480 ;;
+        esac
+    done
+    limit=$((300 + netvsc_boot + e1000_boot + capture_boot))
+fi
 
 for f in "$cache/vmlinuz" "$cache/l1-initrd.img" "$qemu"; do
     [ -e "$f" ] || { echo "lab: missing $f (run Tests/Lab/fetch.sh and Tests/Lab/build-initramfs.sh, or make lab)" >&2; exit 1; }

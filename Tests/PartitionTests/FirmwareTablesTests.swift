@@ -4,7 +4,7 @@ import TestSupport
 @testable import Partition
 
 @Suite struct FirmwareTablesTests {
-    let tables = ACPITables(platform: .init(cpuCount: 4, ioapicID: 4), base: MemoryMap.acpiTables)
+    let tables = ACPITables(platform: .init(cpuCount: 4, ioapicID: 4, vmbus: true), base: MemoryMap.acpiTables)
 
     /// Splits the blob into its tables by following RSDP → XSDT → FADT → DSDT.
     func parse() -> [String: [UInt8]] {
@@ -66,6 +66,7 @@ import TestSupport
         #expect(AML.integer(0).bytes == [0x00])
         #expect(AML.integer(5).bytes == [0x0A, 5])
         #expect(AML.integer(0x3F8).bytes == [0x0B, 0xF8, 0x03])
+        #expect(AML.string("VMBus").bytes == [0x0D, 0x56, 0x4D, 0x42, 0x75, 0x73, 0x00])
         #expect(AML.name("_S5_", .package([.integer(5), .integer(0)])).bytes == [0x08, 0x5F, 0x53, 0x35, 0x5F, 0x12, 0x05, 0x02, 0x0A, 0x05, 0x00])
         // PkgLength of 64 or more bytes takes two bytes, and counts itself.
         let long = AML.withPackageLength([UInt8](repeating: 0, count: 100))
@@ -90,6 +91,7 @@ import TestSupport
                 #expect(listing.contains("IRQNoFlags ()") && listing.contains("{4}"), "\(listing)")
                 #expect(listing.contains("Name (_S5, Package"), "\(listing)")
                 #expect(listing.contains("Device (RTC)") && listing.contains("PNP0B00") && listing.contains("{8}"), "\(listing)")
+                #expect(listing.contains("Device (VMBS)") && listing.contains("Name (_HID, \"VMBus\")"), "\(listing)")
             }
             if name == "FACP" { #expect(listing.contains("Hardware Reduced (V5) : 1"), "\(listing)") }
             if name == "APIC" {
@@ -120,6 +122,26 @@ import TestSupport
         #expect(try memory.load(UInt64.self, at: boot.bootInfo + 0x070) == MemoryMap.acpiTables)
         #expect(try memory.read(at: MemoryMap.acpiTables, count: 8) == Array("RSD PTR ".utf8))
         #expect(try memory.read(at: MemoryMap.ebdaStart, count: 4) == Array("_MP_".utf8))
+    }
+
+    /// With a PCI bus, the ECAM window is reserved in e820 (Linux trusts MCFG only then), in address order.
+    @Test func ecamIsReservedInTheMemoryMap() throws {
+        let memory = try GuestMemory(map: MemoryMap(ramSize: 64 << 20))
+        let pci = PCIPlatformDescription()
+        let boot = try KernelLoader.load(BootRequest(imageName: "bz", image: SyntheticBzImage.make()), into: memory,
+                                         platform: .init(cpuCount: 1, ioapicID: 1, pci: pci))
+        let count = Int(try memory.load(UInt8.self, at: boot.bootInfo + 0x1E8))
+        var entries: [(UInt64, UInt64, UInt32)] = []
+        for index in 0..<count {
+            let at = boot.bootInfo + 0x2D0 + UInt64(index * 20)
+            entries.append((try memory.load(UInt64.self, at: at), try memory.load(UInt64.self, at: at + 8),
+                            try memory.load(UInt32.self, at: at + 16)))
+        }
+        #expect(entries.contains { $0.0 == pci.ecamBase && $0.1 == pci.ecamSize && $0.2 == 2 }, "\(entries)")
+        #expect(entries.map(\.0) == entries.map(\.0).sorted())
+        let plain = try KernelLoader.load(BootRequest(imageName: "bz", image: SyntheticBzImage.make()), into: memory,
+                                          platform: .init(cpuCount: 1, ioapicID: 1))
+        #expect(try memory.load(UInt8.self, at: plain.bootInfo + 0x1E8) == UInt8(count - 1))
     }
 }
 

@@ -26,17 +26,26 @@ public enum KernelLoader {
         try copy(acpi.bytes, to: MemoryMap.acpiTables, memory, what: "ACPI tables")
         let mp = MPTable(platform: platform, base: MemoryMap.ebdaStart)
         try copy(mp.bytes, to: MemoryMap.ebdaStart, memory, what: "MP table")
+        let e820 = memoryMap(memory.map, platform: platform)
         let entry: BootTrampoline
         if ELFImage.isELF(request.image) {
-            entry = try loadPVH(ELFImage(parsing: request.image, name: request.imageName), request, memory)
+            entry = try loadPVH(ELFImage(parsing: request.image, name: request.imageName), request, memory, e820: e820)
         } else if BzImage.isBzImage(request.image) {
-            entry = try loadLinux(BzImage(parsing: request.image, name: request.imageName), request, memory)
+            entry = try loadLinux(BzImage(parsing: request.image, name: request.imageName), request, memory, e820: e820)
         } else {
             throw .image("\(request.imageName): neither an ELF kernel nor a Linux bzImage")
         }
         try copy(entry.bytes, to: MemoryMap.firmwareBase, memory, what: "boot trampoline")
         try copy(resetVector, to: MemoryMap.resetVector, memory, what: "reset vector")
         return entry
+    }
+
+    /// The memory map the kernel is told about: RAM and the firmware areas, and the PCI ECAM window when there is
+    /// one (Linux uses ECAM only if it is reserved in e820 or by a motherboard resource).
+    static func memoryMap(_ map: MemoryMap, platform: PlatformDescription) -> [E820Entry] {
+        var entries = map.e820
+        if let pci = platform.pci { entries.append(E820Entry(address: pci.ecamBase, size: pci.ecamSize, type: .reserved)) }
+        return entries.sorted { $0.address < $1.address }
     }
 
     /// What runs at F000:FFF0 when a kernel "returns to the BIOS" to reboot (Linux does, as
@@ -46,7 +55,8 @@ public enum KernelLoader {
 
     // MARK: PVH
 
-    static func loadPVH(_ elf: ELFImage, _ request: BootRequest, _ memory: GuestMemory) throws(PartitionError) -> BootTrampoline {
+    static func loadPVH(_ elf: ELFImage, _ request: BootRequest, _ memory: GuestMemory,
+                        e820: [E820Entry]) throws(PartitionError) -> BootTrampoline {
         let map = memory.map
         var kernelEnd: UInt64 = 0
         for segment in elf.segments {
@@ -68,7 +78,6 @@ public enum KernelLoader {
             try store([address, UInt64(initrd.count), 0, 0], at: MemoryMap.pvhModuleList, memory)
             moduleCount = 1
         }
-        let e820 = map.e820
         for (i, entry) in e820.enumerated() {
             let at = MemoryMap.pvhMemoryMap + UInt64(i * 24)
             try store([entry.address, entry.size], at: at, memory)
@@ -85,7 +94,8 @@ public enum KernelLoader {
 
     // MARK: Linux bzImage
 
-    static func loadLinux(_ kernel: BzImage, _ request: BootRequest, _ memory: GuestMemory) throws(PartitionError) -> BootTrampoline {
+    static func loadLinux(_ kernel: BzImage, _ request: BootRequest, _ memory: GuestMemory,
+                          e820: [E820Entry]) throws(PartitionError) -> BootTrampoline {
         let map = memory.map
         // A relocatable kernel decompresses itself at its preferred address; either way it
         // needs init_size bytes from there.
@@ -114,7 +124,6 @@ public enum KernelLoader {
             try memory.storeChecked(UInt32(address), at: params + 0x218)      // ramdisk_image
             try memory.storeChecked(UInt32(initrd.count), at: params + 0x21C) // ramdisk_size
         }
-        let e820 = map.e820
         try memory.storeChecked(UInt8(e820.count), at: params + 0x1E8)        // e820_entries
         for (i, entry) in e820.enumerated() {
             let at = params + 0x2D0 + UInt64(i * 20)                           // e820_table

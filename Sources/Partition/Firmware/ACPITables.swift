@@ -1,4 +1,4 @@
-/// The ACPI tables that describe hv's platform to a guest: RSDP → XSDT → FADT (→ DSDT) and MADT.
+/// The ACPI tables that describe hv's platform to a guest: RSDP → XSDT → FADT (→ DSDT), MADT and, with PCI, MCFG.
 ///
 /// The platform is "hardware-reduced" ACPI (FADT flag HW_REDUCED_ACPI): no SCI, PM timer,
 /// legacy PIC or PIT, which hv does not have. Linux then skips its legacy timer and PIC setup
@@ -34,7 +34,9 @@ public struct ACPITables: Sendable {
         let dsdt = place(dsdtTable)
         let fadt = place(fadtTable(dsdt: dsdt))
         let madt = place(madtTable)
-        let xsdt = place(ACPITables.table("XSDT", revision: 1, body: littleEndianBytes(fadt) + littleEndianBytes(madt)))
+        var pointers = littleEndianBytes(fadt) + littleEndianBytes(madt)
+        if let mcfg = mcfgTable { pointers += littleEndianBytes(place(mcfg)) }
+        let xsdt = place(ACPITables.table("XSDT", revision: 1, body: pointers))
         blob.replaceSubrange(0..<36, with: ACPITables.rsdp(xsdt: xsdt))
         return blob
     }
@@ -102,8 +104,54 @@ public struct ACPITables: Sendable {
             .name("_HID", .eisaID("PNP0B00")),
             .name("_CRS", .buffer(AML.ioResource(base: PlatformIO.cmos, length: 2) + AML.irqResource(PlatformIO.cmosIRQ) + AML.endTag)),
         ])
-        let aml = AML.scope("\\_SB_", [com1, rtc]).bytes
+        // VMBus is not an ACPI device with resources on x86 (its interrupt is a SINT vector), but Linux's hv_vmbus
+        // binds to this node and walks its _CRS, which must exist; an empty one is enough.
+        let vmbus = AML.device("VMBS", [
+            .name("_HID", .string("VMBus")),
+            .name("_UID", .integer(0)),
+            .name("_CRS", .buffer(AML.endTag)),
+        ])
+        let aml = AML.scope("\\_SB_", [com1, rtc] + (platform.vmbus ? [vmbus] : []) + pciDevices).bytes
             + AML.name("_S5_", .package([.integer(UInt64(ACPITables.s5SleepType)), .integer(0), .integer(0), .integer(0)])).bytes
         return ACPITables.table("DSDT", revision: 2, body: aml)
+    }
+
+    /// The PCI Express memory-mapped configuration table: one allocation for segment 0, buses 0...lastBus.
+    var mcfgTable: [UInt8]? {
+        guard let pci = platform.pci else { return nil }
+        let allocation = littleEndianBytes(pci.ecamBase) + littleEndianBytes(UInt16(0)) + [0, pci.lastBus] + [0, 0, 0, 0]
+        return ACPITables.table("MCFG", revision: 1, body: [UInt8](repeating: 0, count: 8) + allocation)
+    }
+
+    /// With PCI: the host bridge PCI0 (PCI Express root PNP0A08, compatible with PCI PNP0A03) with its windows in
+    /// _CRS and each device's INTx → GSI in _PRT, and a motherboard-resources device (PNP0C02) that reserves the
+    /// ECAM window, which Linux wants to see before it trusts MCFG.
+    var pciDevices: [AML] {
+        guard let pci = platform.pci else { return [] }
+        let routes = pci.routes.map { route in
+            AML.package([.integer(UInt64(route.slot) << 16 | 0xFFFF), .integer(UInt64(max(route.pin, 1) - 1)),
+                         .integer(0), .integer(UInt64(route.gsi))])
+        }
+        let windows = AML.wordBusNumber(0...UInt16(pci.lastBus))
+            + AML.ioResource(base: PlatformPCI.configPorts.lowerBound, length: UInt8(PlatformPCI.configPorts.count))
+            + AML.wordIO(pci.ioWindow)
+            + AML.dwordMemory(UInt32(truncatingIfNeeded: pci.mmioWindow.lowerBound)...UInt32(truncatingIfNeeded: pci.mmioWindow.upperBound))
+            + AML.endTag
+        let bridge = AML.device("PCI0", [
+            .name("_HID", .eisaID("PNP0A08")),
+            .name("_CID", .eisaID("PNP0A03")),
+            .name("_SEG", .integer(0)),
+            .name("_BBN", .integer(0)),
+            .name("_UID", .integer(0)),
+            .name("_CRS", .buffer(windows)),
+            .name("_PRT", .package(routes)),
+        ])
+        let reserved = AML.device("PRES", [
+            .name("_HID", .eisaID("PNP0C02")),
+            .name("_UID", .integer(1)),
+            .name("_CRS", .buffer(AML.memory32Fixed(base: UInt32(truncatingIfNeeded: pci.ecamBase),
+                                                    length: UInt32(truncatingIfNeeded: pci.ecamSize)) + AML.endTag)),
+        ])
+        return [bridge, reserved]
     }
 }

@@ -1,5 +1,6 @@
 /// Just enough ACPI Machine Language to describe hv's platform in a DSDT: names, integers,
-/// packages, buffers, devices and scopes (ACPI 6.5 §20.2 encodings).
+/// packages, buffers, devices and scopes (ACPI 6.5 §20.2 encodings), and the resource descriptors
+/// their _CRS buffers hold. No methods: a PCI _PRT is a Name with a package of packages.
 public indirect enum AML {
     case name(String, AML)
     case scope(String, [AML])
@@ -8,6 +9,7 @@ public indirect enum AML {
     case eisaID(String)
     case package([AML])
     case buffer([UInt8])
+    case string(String)
 
     public var bytes: [UInt8] {
         switch self {
@@ -32,6 +34,8 @@ public indirect enum AML {
             return [0x12] + AML.withPackageLength([UInt8(elements.count)] + elements.flatMap(\.bytes))
         case .buffer(let contents):
             return [0x11] + AML.withPackageLength(AML.integer(UInt64(contents.count)).bytes + contents)
+        case .string(let text):
+            return [0x0D] + Array(text.utf8.filter { $0 > 0 && $0 < 0x80 }) + [0]     // StringPrefix, ASCII, NUL
         }
     }
 
@@ -88,6 +92,39 @@ public indirect enum AML {
     }
 
     public static let endTag: [UInt8] = [0x79, 0x00]
+
+    // Large address-space descriptors (ACPI §6.4.3.5) for a bridge's windows. General flags 0x0C: the bridge
+    // produces the range (bit 0 clear), positive decode, minimum and maximum fixed.
+
+    /// WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, length).
+    public static func wordBusNumber(_ buses: ClosedRange<UInt16>) -> [UInt8] {
+        wordAddressSpace(resourceType: 2, typeFlags: 0, buses)
+    }
+
+    /// WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, length).
+    public static func wordIO(_ ports: ClosedRange<UInt16>) -> [UInt8] {
+        wordAddressSpace(resourceType: 1, typeFlags: 0x03, ports)
+    }
+
+    static func wordAddressSpace(resourceType: UInt8, typeFlags: UInt8, _ range: ClosedRange<UInt16>) -> [UInt8] {
+        let length = (range.upperBound - range.lowerBound) &+ 1
+        return [0x88] + littleEndianBytes(UInt16(13)) + [resourceType, 0x0C, typeFlags]
+            + littleEndianBytes(UInt16(0)) + littleEndianBytes(range.lowerBound) + littleEndianBytes(range.upperBound)
+            + littleEndianBytes(UInt16(0)) + littleEndianBytes(length)
+    }
+
+    /// DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, min, max, 0, length).
+    public static func dwordMemory(_ range: ClosedRange<UInt32>) -> [UInt8] {
+        let length = (range.upperBound - range.lowerBound) &+ 1
+        return [0x87] + littleEndianBytes(UInt16(23)) + [0, 0x0C, 0x01]
+            + littleEndianBytes(UInt32(0)) + littleEndianBytes(range.lowerBound) + littleEndianBytes(range.upperBound)
+            + littleEndianBytes(UInt32(0)) + littleEndianBytes(length)
+    }
+
+    /// Memory32Fixed (ReadWrite, base, length): memory a device (here the motherboard) consumes.
+    public static func memory32Fixed(base: UInt32, length: UInt32) -> [UInt8] {
+        [0x86] + littleEndianBytes(UInt16(9)) + [0x01] + littleEndianBytes(base) + littleEndianBytes(length)
+    }
 }
 
 func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {

@@ -15,6 +15,9 @@ public final class GuestMemory: @unchecked Sendable {
     public let map: MemoryMap
     let memfd: Int32
     let base: UnsafeMutableRawPointer
+    /// map.lowRAMEnd and map.highRAMSize, kept for hostRange.
+    let lowRAMEnd: UInt64
+    let highRAMSize: UInt64
 
     public init(map: MemoryMap) throws(PartitionError) {
         self.map = map
@@ -33,6 +36,8 @@ public final class GuestMemory: @unchecked Sendable {
         }
         self.memfd = fd
         self.base = mapping
+        lowRAMEnd = map.lowRAMEnd
+        highRAMSize = map.highRAMSize
     }
 
     deinit {
@@ -50,16 +55,31 @@ public final class GuestMemory: @unchecked Sendable {
         }
     }
 
-    /// The host address of [address, address + length), or nil unless it lies wholly in one RAM region.
+    /// The host address of [address, address + length), or nil unless it lies wholly in one RAM region. On every
+    /// guest-memory access, so it is plain arithmetic: RAM is [0, lowRAMEnd) at memfd offset 0 and
+    /// [4 GiB, 4 GiB + highRAMSize) right after it.
     func hostRange(_ address: UInt64, _ length: Int) -> UnsafeMutableRawPointer? {
         guard length >= 0 else { return nil }
-        for region in map.ramRegions {
-            let (end, overflow) = address.addingReportingOverflow(UInt64(length))
-            if !overflow && address >= region.guestAddress && end <= region.guestAddress + region.size {
-                return base + Int(region.backingOffset + (address - region.guestAddress))
-            }
+        let (end, overflow) = address.addingReportingOverflow(UInt64(length))
+        guard !overflow else { return nil }
+        if end <= lowRAMEnd { return base + Int(address) }
+        if address >= MemoryMap.fourGiB && end - MemoryMap.fourGiB <= highRAMSize {
+            return base + Int(lowRAMEnd + (address - MemoryMap.fourGiB))
         }
         return nil
+    }
+
+    /// The host address of guest-physical [address, address + count), checked like every access, for memory hv
+    /// shares with the guest for a while (SynIC pages, VMBus rings). Valid as long as this GuestMemory lives; the
+    /// guest may change the bytes at any time, so read what matters once and check it.
+    public func hostPointer(_ address: UInt64, count: Int) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
+        guard let host = hostRange(address, count) else { throw GuestMemoryError(address: address, length: UInt64(max(count, 0))) }
+        return host
+    }
+
+    /// Whether guest page number `page` (4 KiB pages) is RAM.
+    public func isRAM(page: UInt64) -> Bool {
+        page < (UInt64.max >> 12) && hostRange(page << 12, 4096) != nil
     }
 
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) throws(GuestMemoryError) {

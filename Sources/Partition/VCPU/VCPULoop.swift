@@ -5,8 +5,11 @@ import Logging
 /// until the partition stops. Exits that end the guest become a StopReason with the registers.
 struct VCPULoop: Sendable {
     let vcpu: VirtualCPU
+    /// The vCPU's index: its APIC ID and its Hyper-V VP index.
+    let vp: Int
     let bus: IOBus
     let ioapic: IOAPIC
+    let hypervisor: (any HypervisorInterface)?
     let control: PartitionControl
     let logger: Logger
 
@@ -17,11 +20,16 @@ struct VCPULoop: Sendable {
                 control.requestStop(.hostFailure(error.description))
                 return
             }
+            control.exits.add(1, ordering: .relaxed)
             switch exit {
+            case .io(let io) where hypervisor?.ports.contains(io.port) == true:
+                hypervisor!.portIO(io, vp: vp, vcpu: vcpu)
             case .io(let io):
                 bus.handlePortIO(direction: io.direction, port: io.port, size: io.size, data: io.data)
             case .mmio(let access):
                 bus.handleMMIO(address: access.address, isWrite: access.isWrite, data: access.data)
+            case .msr(let access):
+                handleMSR(access)
             case .ioapicEOI(let vector):
                 ioapic.endOfInterrupt(vector: vector)
             case .interrupted, .hlt:
@@ -43,6 +51,18 @@ struct VCPULoop: Sendable {
             case .unknown(let reason, let hardware):
                 crash("unexpected KVM exit reason \(reason) (hardware reason 0x\(String(hardware, radix: 16)))")
             }
+        }
+    }
+
+    /// Only filtered MSRs exit, and only an installed interface filters any; without one, #GP.
+    func handleMSR(_ access: VCPUExit.MSRAccess) {
+        guard let hypervisor else { return access.fail() }
+        if access.isWrite {
+            if hypervisor.writeMSR(access.index, value: access.value, vp: vp) { access.complete() } else { access.fail() }
+        } else if let value = hypervisor.readMSR(access.index, vp: vp) {
+            access.complete(value: value)
+        } else {
+            access.fail()
         }
     }
 

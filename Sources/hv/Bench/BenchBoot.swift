@@ -128,9 +128,7 @@ struct BenchBoot: ParsableCommand {
         var fields = values.sorted { $0.key < $1.key }.map { "  \"\($0.key)\": \(formatted($0.value))" }
         fields += extra.sorted { $0.key < $1.key }.map { "  \"\($0.key)\": \"\($0.value)\"" }
         let text = "{\n" + fields.joined(separator: ",\n") + "\n}\n"
-        guard let file = fopen(output, "w") else { throw BenchError("cannot write \(output): \(String(cString: strerror(errno)))") }
-        fputs(text, file)
-        fclose(file)
+        try writeBenchFile(output, text)
     }
 
     func selfPath() throws -> String {

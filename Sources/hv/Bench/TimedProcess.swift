@@ -65,6 +65,26 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Writes a bench's JSON or chart.
+func writeBenchFile(_ path: String, _ text: String) throws {
+    guard let file = fopen(path, "w") else { throw BenchError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    fputs(text, file)
+    fclose(file)
+}
+
+/// "64, 512,1514" → [64, 512, 1514]; nil if any item is not a number.
+func parseIntegerList(_ text: String) -> [Int]? {
+    let values = text.split(separator: ",").map { Int(String($0.filter { $0 != " " })) }
+    return values.contains(nil) ? nil : values.compactMap { $0 }
+}
+
+/// The number after "name=" in the first line of `text` that starts with `prefix` (the guest stub's result lines
+/// are "key=value" words).
+func benchField(_ name: String, in text: String, line prefix: String) -> Double? {
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+    return line.split(separator: " ").first { $0.hasPrefix(name + "=") }.flatMap { Double($0.dropFirst(name.count + 1)) }
+}
+
 func median(_ values: [Double]) -> Double {
     guard !values.isEmpty else { return .nan }
     let sorted = values.sorted()
