@@ -157,20 +157,31 @@ static inline int ckvm_install_kick_handler(int signal) {
     sigemptyset(&action.sa_mask);
     return sigaction(signal, &action, 0);
 }
-/// Blocks (how = SIG_BLOCK) or unblocks the given signals in the calling thread; new threads inherit the mask.
-static inline int ckvm_thread_sigmask(int how, int signal1, int signal2) {
+/// Blocks (how = SIG_BLOCK) or unblocks the given signals (0: none) in the calling thread; new threads inherit the mask.
+static inline int ckvm_thread_sigmask(int how, int signal1, int signal2, int signal3) {
     sigset_t set;
     sigemptyset(&set);
     if (signal1 > 0) sigaddset(&set, signal1);
     if (signal2 > 0) sigaddset(&set, signal2);
+    if (signal3 > 0) sigaddset(&set, signal3);
     return pthread_sigmask(how, &set, 0);
 }
-/// A non-blocking, close-on-exec signalfd for two signals (which the caller has blocked).
-static inline int ckvm_signalfd(int signal1, int signal2) {
+/// Blocks three signals in the calling thread and saves the mask it had in `previous`.
+static inline int ckvm_block_signals(int signal1, int signal2, int signal3, sigset_t *previous) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, signal1);
     sigaddset(&set, signal2);
+    sigaddset(&set, signal3);
+    return pthread_sigmask(SIG_BLOCK, &set, previous);
+}
+/// A non-blocking, close-on-exec signalfd for three signals (which the caller has blocked).
+static inline int ckvm_signalfd(int signal1, int signal2, int signal3) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal1);
+    sigaddset(&set, signal2);
+    sigaddset(&set, signal3);
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 static inline int ckvm_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

@@ -29,6 +29,8 @@ public final class PartitionControl: Sendable {
     public let wakeFD: Int32
     /// Exits to user space, every vCPU together (KVM_RUN returns, signals and kicks included).
     public let exits = Atomic<UInt64>(0)
+    /// State reports asked for so far (SIGUSR2); each vCPU thread answers the latest once.
+    let reportRequests = Atomic<UInt64>(0)
 
     public init() throws(PartitionError) {
         let fd = ckvm_eventfd()

@@ -24,8 +24,10 @@ public struct PartitionConfiguration: Sendable {
 public final class Partition: Sendable {
     /// APIC IDs are 8 bits (xAPIC); 255 is broadcast and the IOAPIC takes the ID after the last vCPU.
     public static let maximumVCPUs = 254
-    /// SIGUSR1 interrupts a vCPU thread's KVM_RUN when the partition stops.
+    /// SIGUSR1 interrupts a vCPU thread's KVM_RUN when the partition stops or wants a report.
     static let kickSignal = SIGUSR1
+    /// SIGUSR2 to hv asks for a report of every vCPU's state (stderr); the guest runs on.
+    public static let reportSignal = SIGUSR2
 
     public let configuration: PartitionConfiguration
     public let vm: VirtualMachine
@@ -33,6 +35,8 @@ public final class Partition: Sendable {
     public let vcpus: [VirtualCPU]
     public let ioapic: IOAPIC
     public let control: PartitionControl
+    /// One per vCPU, for state reports.
+    let activities: [VCPUActivity]
     /// What the firmware tables tell the guest: vCPUs 0..<n with APIC IDs 0..<n, the IOAPIC with ID n.
     public let platform: PlatformDescription
     public let logger: Logger
@@ -63,6 +67,7 @@ public final class Partition: Sendable {
         memory = try GuestMemory(map: map)
         try memory.register(with: vm)
         control = try PartitionControl()
+        activities = (0..<configuration.cpuCount).map { _ in VCPUActivity() }
         ioapic = IOAPIC(sink: KVMInterruptSink(vm: vm, logger: logger), id: platform.ioapicID)
         do {
             var cpuid = try system.supportedCPUID()
@@ -108,13 +113,15 @@ public final class Partition: Sendable {
         do { try VCPUSetup.enterTrampoline(vcpus[0]) } catch { throw .kvm(error) }
         let bus = devices.withLock { IOBus(ports: $0.ports, mmio: $0.mmio, logger: logger) }
 
-        // SIGINT/SIGTERM come through a signalfd, so no thread is ever interrupted by them.
-        _ = ckvm_thread_sigmask(SIG_BLOCK, SIGINT, SIGTERM)
-        let signals = ckvm_signalfd(SIGINT, SIGTERM)
-        guard signals >= 0 else { throw .hostErrno("signalfd for SIGINT/SIGTERM") }
+        // SIGINT/SIGTERM/SIGUSR2 come through a signalfd, so no thread is ever interrupted by them.
+        // (A process should block them before it starts any thread: `blockControlSignals`.)
+        var previousMask = sigset_t()
+        _ = ckvm_block_signals(SIGINT, SIGTERM, Partition.reportSignal, &previousMask)
+        let signals = ckvm_signalfd(SIGINT, SIGTERM, Partition.reportSignal)
+        guard signals >= 0 else { throw .hostErrno("signalfd for SIGINT/SIGTERM/SIGUSR2") }
         defer {
             close(signals)
-            _ = ckvm_thread_sigmask(SIG_UNBLOCK, SIGINT, SIGTERM)
+            _ = pthread_sigmask(SIG_SETMASK, &previousMask, nil)
         }
         guard ckvm_install_kick_handler(Partition.kickSignal) == 0 else { throw .hostErrno("sigaction for the vCPU kick signal") }
 
@@ -122,11 +129,11 @@ public final class Partition: Sendable {
         let hypervisor = hypervisor.withLock { $0 }
         for (index, vcpu) in vcpus.enumerated() {
             let loop = VCPULoop(vcpu: vcpu, vp: index, bus: bus, ioapic: ioapic, hypervisor: hypervisor,
-                                control: control, logger: logger)
+                                control: control, activity: activities[index], logger: logger)
             do {
                 threads.append(try Partition.startThread {
                     // Whatever mask hv inherited, the kick must reach this thread.
-                    _ = ckvm_thread_sigmask(SIG_UNBLOCK, Partition.kickSignal, 0)
+                    _ = ckvm_thread_sigmask(SIG_UNBLOCK, Partition.kickSignal, 0, 0)
                     loop.run()
                 })
             } catch {
@@ -135,13 +142,22 @@ public final class Partition: Sendable {
             }
         }
 
-        waitForStop(signals: signals, timeout: timeout, gracefulStop: gracefulStop)
+        waitForStop(signals: signals, timeout: timeout, gracefulStop: gracefulStop) { reportRunningVCPUs(threads: threads) }
         stopVCPUs(threads: threads)
         return control.stopReason ?? .hostFailure("partition stopped without a reason")
     }
 
-    /// Sleeps until the control's eventfd fires, a signal arrives, or the timeout passes.
-    func waitForStop(signals: Int32, timeout: Double?, gracefulStop: GracefulStop?) {
+    /// Blocks the signals `run` takes through its signalfd (SIGINT, SIGTERM, SIGUSR2) in the calling
+    /// thread and so in every thread it starts after this. A program calls it first, before any thread
+    /// exists: a thread that left them unblocked would take them and be killed by them. Signals that
+    /// come before `run` wait for it; between reboots they wait for the next one.
+    public static func blockControlSignals() {
+        _ = ckvm_thread_sigmask(SIG_BLOCK, SIGINT, SIGTERM, reportSignal)
+    }
+
+    /// Sleeps until the control's eventfd fires, a stopping signal arrives, or the timeout passes;
+    /// calls `report` for each SIGUSR2.
+    func waitForStop(signals: Int32, timeout: Double?, gracefulStop: GracefulStop?, report: () -> Void) {
         let deadline = timeout.map { monotonicSeconds() + $0 }
         var graceDeadline: Double?
         while !control.isStopping {
@@ -161,7 +177,9 @@ public final class Partition: Sendable {
                 var info = signalfd_siginfo()
                 guard read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size else { continue }
                 let signal = Int32(info.ssi_signo)
-                if signal == SIGTERM, graceDeadline == nil, let gracefulStop, gracefulStop.request() {
+                if signal == Partition.reportSignal {
+                    report()
+                } else if signal == SIGTERM, graceDeadline == nil, let gracefulStop, gracefulStop.request() {
                     logger.info("SIGTERM: asked the guest to shut down; forcing the stop in \(gracefulStop.gracePeriod) s")
                     graceDeadline = monotonicSeconds() + gracefulStop.gracePeriod
                 } else {

@@ -16,6 +16,8 @@ struct Run: ParsableCommand {
         With a terminal on stdin, the serial console is raw: Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
         hv's own statuses: 64 usage, 65 bad image, 66 unreadable file, 69 no usable KVM, 71 host
         failure, 120 guest reboot, 121 guest crash, 124 timeout, 128+N signal N.
+        SIGUSR2 prints every vCPU's registers to stderr (and says which vCPU thread is stuck in hv, if
+        one is); the guest runs on. A --timeout prints them too.
         """
     )
 
@@ -95,6 +97,7 @@ struct Run: ParsableCommand {
     func run() throws {
         // A closed stdout (hv piped into `head`) must end in EPIPE on write, not kill hv mid-guest.
         signal(SIGPIPE, SIG_IGN)
+        Partition.blockControlSignals()
         var logger = Logger(label: "hv")
         logger.logLevel = logLevel
         if let name {
@@ -148,7 +151,7 @@ struct Run: ParsableCommand {
             case .hostFailure(let message):
                 printError(message)
             case .timeout:
-                printError("guest stopped: --timeout of \(timeout ?? 0) seconds ran out")
+                break // bootOnce reported it, with the vCPUs' registers
             default:
                 break
             }
@@ -182,7 +185,11 @@ struct Run: ParsableCommand {
             try console?.start()
         }
         defer { console?.stop() }
-        return try partition.run(boot: boot, timeout: timeout, gracefulStop: gracefulStop)
+        let reason = try partition.run(boot: boot, timeout: timeout, gracefulStop: gracefulStop)
+        if reason == .timeout {
+            printError("guest stopped: --timeout of \(self.timeout ?? 0) seconds ran out; the vCPUs then:\n\(partition.vcpuReport())")
+        }
+        return reason
     }
 }
 

@@ -86,6 +86,31 @@ struct RunTests {
         let result = hv(["run", image, "--cpus", "2", "--timeout", "1"], timeLimit: 30)
         #expect(result.status == 124, "\(result)")
         #expect(result.stderr.contains("--timeout"), "\(result)")
+        // Where each vCPU was: the spinning BSP at the jmp, the AP still waiting for its SIPI.
+        #expect(result.stderr.contains("vCPU 0 registers:") && result.stderr.contains("vCPU 1 registers:"), "\(result)")
+        #expect(result.stderr.contains("rip=0000000000100000"), "\(result)")
+    }
+
+    /// SIGUSR2 is a report, not a stop: every vCPU thread answers with its registers, and the
+    /// guest runs on to its --timeout.
+    @Test func sigusr2ReportsEveryVCPUAndTheGuestRunsOn() {
+        let image = temporaryFile(named: "spin.elf", contents: SyntheticELF.withEntryCode([0xEB, 0xFE]))
+        let result = runProcess([Artifacts.hv, "run", image, "--cpus", "3", "--timeout", "3"], timeLimit: 30) { pid in
+            usleep(700_000)
+            kill(pid, SIGUSR2)
+            usleep(300_000)
+            kill(pid, SIGUSR2)
+        }
+        #expect(result.status == 124, "\(result)")
+        for request in 1...2 {
+            #expect(result.stderr.contains("hv: vCPU state report \(request) (SIGUSR2)"), "\(result)")
+        }
+        for vcpu in 0..<3 {
+            // Twice from the running threads, once more at the timeout.
+            let dumps = result.stderr.split(separator: "\n").filter { $0 == "vCPU \(vcpu) registers:" }.count
+            #expect(dumps == 3, "vCPU \(vcpu): \(dumps) register dumps\n\(result)")
+        }
+        #expect(!result.stderr.contains("no answer"), "\(result)")
     }
 
     @Test func sigtermStopsEveryVCPU() {

@@ -11,6 +11,7 @@ struct VCPULoop: Sendable {
     let ioapic: IOAPIC
     let hypervisor: (any HypervisorInterface)?
     let control: PartitionControl
+    let activity: VCPUActivity
     let logger: Logger
 
     func run() {
@@ -21,6 +22,9 @@ struct VCPULoop: Sendable {
                 return
             }
             control.exits.add(1, ordering: .relaxed)
+            activity.exits.add(1, ordering: .relaxed)
+            activity.begin(exit)
+            defer { activity.end() }
             switch exit {
             case .io(let io) where hypervisor?.ports.contains(io.port) == true:
                 hypervisor!.portIO(io, vp: vp, vcpu: vcpu)
@@ -32,9 +36,10 @@ struct VCPULoop: Sendable {
                 handleMSR(access)
             case .ioapicEOI(let vector):
                 ioapic.endOfInterrupt(vector: vector)
-            case .interrupted, .hlt:
-                // A kick (check the stop flag) or, with the in-kernel LAPIC, nothing to do.
-                continue
+            case .interrupted:
+                answerInterruption()
+            case .hlt:
+                continue // with the in-kernel LAPIC, nothing to do
             case .shutdown:
                 crash("triple fault (KVM_EXIT_SHUTDOWN)")
             case .failedEntry(let reason, let cpu):
@@ -64,6 +69,22 @@ struct VCPULoop: Sendable {
         } else {
             access.fail()
         }
+    }
+
+    /// A kick: the partition stops, or asks for a state report. immediate_exit is cleared before
+    /// the stop flag is read, so a stop that set it just now is still seen (the loop's condition).
+    func answerInterruption() {
+        vcpu.setImmediateExit(false)
+        if control.isStopping { vcpu.setImmediateExit(true); return }
+        let request = control.reportRequests.load(ordering: .sequentiallyConsistent)
+        guard activity.answered.load(ordering: .relaxed) < request else { return }
+        Partition.writeStandardError(VCPULoop.report(vcpu: vcpu, activity: activity) + "\n")
+        activity.answered.store(request, ordering: .releasing)
+    }
+
+    /// Registers and exit count, for a state report (the calling thread must own the vCPU).
+    static func report(vcpu: VirtualCPU, activity: VCPUActivity) -> String {
+        RegisterDump.format(vcpu) + "\n  exits=\(activity.exits.load(ordering: .relaxed))"
     }
 
     func crash(_ what: String) {
