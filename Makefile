@@ -53,6 +53,7 @@ lab: deps guests
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static
 	Tests/Lab/fetch.sh
 	Tests/Lab/build-initramfs.sh
+	Tests/Lab/selftest.sh
 	Tests/Lab/run.sh
 
 clean:

@@ -93,6 +93,11 @@ for name in "${scenarios[@]}"; do
             line="FAIL $name: no result (L1 ended early, QEMU status $qemu_status)"
         fi
     fi
+    # A boot the lab retried because L2 froze inside nested KVM (l1-init, retry_frozen) says so.
+    if grep -q "^LAB retry $name: " "$log"; then
+        line="$line (after a retry: $(grep "^LAB retry $name: " "$log" | head -n 1 | sed 's/^LAB retry [^:]*: //; s/; retrying.*//'))"
+        grep -F "| $name " "$log" | grep -E "L2 froze|first try" >&2 || true
+    fi
     echo "$line"
     case "$line" in
         PASS*) passed=$((passed + 1)) ;;
