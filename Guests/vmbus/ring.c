@@ -137,6 +137,23 @@ enum ring_status ring_read(struct ring *r, struct ring_packet *p, void *buf, uin
 	return RING_OK;
 }
 
+enum ring_status ring_read_in_place(struct ring *r, struct ring_packet *p, uint32_t *payload_offset)
+{
+	uint32_t len;
+	enum ring_status s = next_packet(r, p, &len);
+
+	if (s != RING_OK)
+		return s;
+	*payload_offset = (r->priv_read + len - p->len) % r->dsize;
+	r->priv_read = (r->priv_read + len + RING_TRAILER_SIZE) % r->dsize;
+	return RING_OK;
+}
+
+void ring_peek(const struct ring *r, uint32_t offset, void *buf, uint32_t n)
+{
+	copy_out(r, offset % r->dsize, buf, n);
+}
+
 enum ring_status ring_write_hdr(struct ring *r, uint16_t type, uint16_t flags,
 				uint64_t trans_id, const void *hdr, uint32_t hdr_len,
 				const void *payload, uint32_t len)

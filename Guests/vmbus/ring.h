@@ -132,6 +132,18 @@ enum ring_status ring_write_hdr(struct ring *r, uint16_t type, uint16_t flags,
 enum ring_status ring_read_full(struct ring *r, struct ring_packet *p, void *buf,
 				uint32_t size);
 
+/*
+ * Inbound, in place (Linux's hv_pkt_iter_first/next): the next packet's
+ * descriptor and the data-area offset of its p->len payload bytes, which
+ * may wrap at the end of the area (read them with ring_peek). The packet is
+ * consumed as by ring_read, so the caller must be done with its bytes before
+ * ring_commit_read gives the space back to hv. Same statuses as ring_read,
+ * RING_TOO_BIG aside.
+ */
+enum ring_status ring_read_in_place(struct ring *r, struct ring_packet *p, uint32_t *payload_offset);
+/* Copies n bytes from `offset` in the data area, wrapping at its end. */
+void ring_peek(const struct ring *r, uint32_t offset, void *buf, uint32_t n);
+
 /* Inbound: the reader's interrupt_mask, with the full barrier after it. */
 void ring_set_interrupt_mask(struct ring *r, uint32_t mask);
 
