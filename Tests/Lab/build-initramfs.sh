@@ -67,7 +67,9 @@ strip --strip-debug -o "$stage/usr/bin/hv" "$hv"
 # --static-swift-stdlib still links libc, libm, libstdc++, libgcc_s and the loader dynamically:
 # copy each to the path ldd resolves it to, so the binary's loader and search paths find them.
 # hv loads libpcap with dlopen when a capture file or pcap back end is used: it and its libraries too.
-libpcap=$(ldconfig -p | awk '/libpcap\.so\.0\.8 .*x86-64/ { print $NF; exit }')
+# awk reads to the end (no `exit`): under pipefail, a reader that leaves early kills ldconfig with
+# SIGPIPE (status 141) whenever its output outgrows the pipe buffer, as it did on a CI machine.
+libpcap=$(ldconfig -p | awk '/libpcap\.so\.0\.8 .*x86-64/ && !found { print $NF; found = 1 }')
 [ -n "$libpcap" ] || { echo "build-initramfs: libpcap.so.0.8 not found (Debian package libpcap0.8)" >&2; exit 1; }
 { ldd "$hv"; echo "	$libpcap"; ldd "$libpcap"; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
     mkdir -p "$stage$(dirname "$lib")"

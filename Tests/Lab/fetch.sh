@@ -62,7 +62,7 @@ if [ ! -s vmlinuz ] || [ ! -s modules/kvm-amd.ko ] || [ ! -d linux/lib/modules ]
     # linux-image-cloud-amd64 is a metapackage; the kernel is in the versioned package it depends on.
     # The cloud kernel ships kvm.ko, kvm-amd.ko and irqbypass.ko (checked on 6.1.0-56), so it
     # serves as L1 as well as L2.
-    package=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    package=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }')
     if [ -z "$package" ]; then
         echo "lab fetch: apt knows no linux-image-cloud-amd64 (run apt-get update)" >&2
         exit 1
@@ -132,7 +132,7 @@ for m in $l2_std_modules; do
     [ -s "l2-std-modules/$(basename "$m").ko" ] || std_missing="$std_missing $m"
 done
 if [ ! -s vmlinuz-std ] || [ ! -d linux-std/lib/modules ] || [ -n "$std_missing" ]; then
-    package=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    package=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }')
     if [ -z "$package" ]; then
         echo "lab fetch: apt knows no linux-image-amd64 (run apt-get update)" >&2
         exit 1

@@ -95,7 +95,7 @@ for name in "${scenarios[@]}"; do
     fi
     # A boot the lab retried because L2 froze inside nested KVM (l1-init, retry_frozen) says so.
     if grep -q "^LAB retry $name: " "$log"; then
-        line="$line (after a retry: $(grep "^LAB retry $name: " "$log" | head -n 1 | sed 's/^LAB retry [^:]*: //; s/; retrying.*//'))"
+        line="$line (after a retry: $(sed -n "/^LAB retry $name: /{s/^LAB retry [^:]*: //; s/; retrying.*//; p; q}" "$log"))"
         grep -F "| $name " "$log" | grep -E "L2 froze|first try" >&2 || true
     fi
     echo "$line"
@@ -113,7 +113,7 @@ fi
 
 # Timings: L1's kernel boot (guest uptime at /init), each scenario, and the whole QEMU run.
 {
-    printf 'lab timings: L1 boot %s' "$(sed -n 's/^LAB init at \([0-9.]*s\).*/\1/p' "$log" | head -n 1)"
+    printf 'lab timings: L1 boot %s' "$(sed -n '/^LAB init at /{s/^LAB init at \([0-9.]*s\).*/\1/p; q}' "$log")"
     sed -n 's/^LAB time \([^ ]*\) \([0-9.]*s\)$/, \1 \2/p' "$log" | tr -d '\n'
     printf ', total %.1fs\n' "$total"
 } >&2
