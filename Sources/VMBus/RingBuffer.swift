@@ -268,6 +268,9 @@ public struct RingBufferReader<Memory: RingMemory> {
 
     public var dataSize: Int { ring.dataSize }
 
+    /// Bytes consumed since the last `commit`: space the guest gets back on the next one.
+    public var uncommittedBytes: Int { ring.distance(from: publishedReadIndex, to: readIndex) }
+
     /// Bytes the guest has written that this reader has not consumed yet.
     public func bytesToRead() throws(VMBusError) -> Int {
         ring.distance(from: readIndex, to: try ring.index(.writeIndex))

@@ -29,8 +29,12 @@ public final class VMBusChannel: Sendable {
     let loop = Mutex(LoopState())
     /// Seconds the channel thread keeps polling an empty ring before it sleeps (the device's choice).
     let pollSeconds: Double
-    /// Packets per batch before replies are published.
+    /// Packets per batch before replies are published and the guest's ring space is given back.
     static let batchLimit = 64
+    /// A batch also ends once it has consumed this share of the outbound ring's bytes, so that with large packets
+    /// the guest gets space back (and sees replies) while hv works on the rest of the ring: the two sides overlap
+    /// instead of taking turns at a full ring.
+    static let batchRingShare = 16
     public let counters = Counters()
 
     public final class Counters: Sendable {
@@ -277,6 +281,7 @@ public final class VMBusChannel: Sendable {
                     // took is consumed, so one it refused (inbound ring full) is offered again later. Replies
                     // are published, and the guest's ring space given back, once per batch.
                     var batch = 0
+                    let batchBytes = max(reader.dataSize / VMBusChannel.batchRingShare, 1)
                     beginBatch()
                     while let view = try reader.peekView(maxPacketSize: limit) {
                         let taken = view.withBytes { device.receive(VMBusPacket(descriptor: view.descriptor, bytes: $0), on: self) }
@@ -284,7 +289,8 @@ public final class VMBusChannel: Sendable {
                         reader.consume(view)
                         counters.received.add(1, ordering: .relaxed)
                         batch += 1
-                        if batch % VMBusChannel.batchLimit == 0 {
+                        if batch == VMBusChannel.batchLimit || reader.uncommittedBytes >= batchBytes {
+                            batch = 0
                             endBatch()
                             if try reader.commit() { signalGuest() }
                             beginBatch()
