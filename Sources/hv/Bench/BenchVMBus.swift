@@ -17,10 +17,10 @@ struct BenchVMBus: ParsableCommand {
         commandName: "vmbus",
         abstract: "VMBus message rate and bandwidth: the guest stub against hv's echo device.",
         discussion: """
-        Per message size: messages/s and bytes/s one way as the guest measures them (rdtsc), and per 1000 \
-        messages the user-space exits, guest → hv signals (HvSignalEvent, an ioeventfd write, no exit) and \
-        interrupts hv injected. Exits and signals are slopes between a run with N and one with 2N messages, so \
-        the boot and set-up exits cancel out. Also prints the guest's own memcpy bandwidth at 64 KiB, the \
+        Per message size: messages/s and bytes/s one way as the guest measures them (rdtsc; the median of \
+        --runs runs with 2N messages, and their range), and per 1000 messages the user-space exits, guest → hv \
+        signals (HvSignalEvent, an ioeventfd write, no exit) and interrupts hv injected. Exits and signals are \
+        slopes between a run with N and one with 2N messages (medians), so the boot and set-up exits cancel out. Also prints the guest's own memcpy bandwidth at 64 KiB, the \
         reference for the large-message goal, hv's copy alone, and a host pipeline that makes the echo's two \
         copies on two threads through a ring-sized buffer with no VMBus: the ceiling for two cores. Prints a \
         table and writes JSON.
@@ -38,6 +38,9 @@ struct BenchVMBus: ParsableCommand {
     @Option(name: .customLong("ring-kib"), help: "Each ring's data area in KiB (the stub's ring=; a multiple of 4 that holds two largest messages).")
     var ringKiB: Int = 1024
 
+    @Option(help: "Runs with 2N messages per size; the table shows their median (this machine is noisy).")
+    var runs: Int = 3
+
     @Option(help: "The guest stub's build folder.")
     var guests: String = "Guests/build"
 
@@ -49,6 +52,7 @@ struct BenchVMBus: ParsableCommand {
             throw ValidationError("--sizes must be multiples of 8 from 64 to 65536, comma-separated")
         }
         guard ringKiB >= 4, ringKiB % 4 == 0, ringKiB <= 4096 else { throw ValidationError("--ring-kib must be a multiple of 4 up to 4096") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard bytesPerRun > 0, maxCount >= 2000 else { throw ValidationError("--bytes-per-run must be positive and --max-count at least 2000") }
     }
 
@@ -69,25 +73,28 @@ struct BenchVMBus: ParsableCommand {
         var rows: [String] = []
         var json: [String] = []
         var memcpy: Double?
-        print("hv bench vmbus: \(image), echo device, \(ringKiB) KiB rings; per 1000 messages: exits, guest signals, interrupts (slope between N and 2N)")
-        let header = ["size", "messages/s", "MB/s one way", "exits/1k", "signals/1k", "interrupts/1k"]
-        rows.append(header.map { $0.padding(toLength: 14) }.joined())
+        print("hv bench vmbus: \(image), echo device, \(ringKiB) KiB rings; rates: the median of \(runs) runs; per 1000 messages: exits, guest signals, interrupts (slope between N and 2N)")
+        let header = ["size", "messages/s", "MB/s one way", "MB/s range", "exits/1k", "signals/1k", "interrupts/1k"]
+        rows.append(header.map { $0.padding(toLength: 14) }.joined(separator: " "))
         for size in parsedSizes! {
             let count = max(2000, min(maxCount, bytesPerRun / size))
             let single = try runOnce(image: image, size: size, count: count)
-            let double = try runOnce(image: image, size: size, count: 2 * count)
-            memcpy = memcpy ?? single.memcpyBytesPerSecond ?? double.memcpyBytesPerSecond
-            // Rate from the longer run; per-message counts from the difference between the two.
-            let rate = Double(double.count) / (double.nanoseconds / 1e9)
-            let per1000 = { (a: Double, b: Double) in (b - a) / Double(count) * 1000 }
-            let exits = per1000(single.exits, double.exits)
-            let signals = per1000(single.guestSignals, double.guestSignals)
-            let interrupts = per1000(single.interrupts, double.interrupts)
+            let doubles = try (0..<runs).map { _ in try runOnce(image: image, size: size, count: 2 * count) }
+            memcpy = memcpy ?? single.memcpyBytesPerSecond ?? doubles[0].memcpyBytesPerSecond
+            // Rates from the longer runs; per-message counts from the difference between the two lengths.
+            let rates = doubles.map { Double($0.count) / ($0.nanoseconds / 1e9) }
+            let rate = median(rates)
+            let per1000 = { (a: Double, b: [Double]) in (median(b) - a) / Double(count) * 1000 }
+            let exits = per1000(single.exits, doubles.map(\.exits))
+            let signals = per1000(single.guestSignals, doubles.map(\.guestSignals))
+            let interrupts = per1000(single.interrupts, doubles.map(\.interrupts))
             let bytesPerSecond = rate * Double(size)
-            rows.append([String(size), formatted(rate), formatted(bytesPerSecond / 1e6), formatted(exits), formatted(signals),
-                         formatted(interrupts)].map { $0.padding(toLength: 14) }.joined())
+            let range = "\(Int((rates.min()! * Double(size) / 1e6).rounded()))-\(Int((rates.max()! * Double(size) / 1e6).rounded()))"
+            rows.append([String(size), formatted(rate), formatted(bytesPerSecond / 1e6), range, formatted(exits),
+                         formatted(signals), formatted(interrupts)].map { $0.padding(toLength: 14) }.joined(separator: " "))
             json.append("""
-                    {"size": \(size), "count": \(2 * count), "messages_per_second": \(formatted(rate)), \
+                    {"size": \(size), "count": \(2 * count), "runs": \(runs), "messages_per_second": \(formatted(rate)), \
+                "messages_per_second_each": [\(rates.map(formatted).joined(separator: ", "))], \
                 "bytes_per_second": \(formatted(bytesPerSecond)), "exits_per_1000": \(formatted(exits)), \
                 "guest_signals_per_1000": \(formatted(signals)), "interrupts_per_1000": \(formatted(interrupts))}
                 """)
@@ -221,7 +228,7 @@ extension BenchVMBus {
             }
             rates.append(rate)
         }
-        return rates.sorted()[rates.count / 2]
+        return median(rates)
     }
 }
 
