@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Checks the lab's own decision logic that runs inside L1 (Tests/Lab/l1-init), on the host before
-# the lab starts: reports_show_frozen_guest, which decides from hv's SIGUSR2 reports whether L2
-# froze inside nested KVM (then the lab retries the boot once). With busybox's awk (L1's) when
-# the lab's busybox is there, and the host's awk.
+# Checks the lab's own decision logic on the host before the lab starts:
+# - reports_show_frozen_guest (Tests/Lab/l1-init, inside L1), which decides from hv's SIGUSR2
+#   reports whether L2 froze inside nested KVM (then the lab retries the boot once); with
+#   busybox's awk (L1's) when the lab's busybox is there, and the host's awk;
+# - summarize_l1_cpus (Tests/Lab/run.sh, on the host), which reads QEMU's register dump of a hung L1.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 eval "$(sed -n '/^reports_show_frozen_guest() {/,/^}/p' "$root/Tests/Lab/l1-init")"
+eval "$(sed -n '/^summarize_l1_cpus() {/,/^}/p' "$root/Tests/Lab/run.sh")"
 
 report_vcpu() {  # vcpu rip rflags cr0 exits, in hv's RegisterDump layout
     cat <<END
@@ -50,6 +52,23 @@ run_checks() {
     check "$1" empty 1 "no report: no verdict"
 }
 run_checks awk
+
+# QEMU's `info registers -a`, cut down: a vCPU in long mode and one waiting for its SIPI.
+cat >"$dir/registers" <<'END'
+(qemu) info registers -a
+CPU#0
+RAX=0000000000000000 RBX=ffffffff82a0a940 RCX=0000000000000001 RDX=0000000000000000
+RIP=ffffffff81a17a0b RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1
+CPU#1
+EAX=00000000 EBX=00000000 ECX=00000000 EDX=00060fb1
+EIP=0000fff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=1
+END
+want="L1 vCPU 0: rip ffffffff81a17a0b CPL=0 HLT=1
+L1 vCPU 1: eip 0000fff0 CPL=0 HLT=1"
+got=$(summarize_l1_cpus "$dir/registers")
+if [ "$got" = "$want" ]; then echo "ok   summarize_l1_cpus: one line per L1 vCPU"; else
+    echo "FAIL summarize_l1_cpus: got:"; echo "$got"; failures=$((failures + 1)); fi
+
 if [ -x "$root/.cache/lab/busybox" ]; then
     awk() { "$root/.cache/lab/busybox" awk "$@"; }
     run_checks "busybox awk"

@@ -20,10 +20,10 @@ struct BenchVMBus: ParsableCommand {
         Per message size: messages/s and bytes/s one way as the guest measures them (rdtsc; the median of \
         --runs runs with 2N messages, and their range), and per 1000 messages the user-space exits, guest → hv \
         signals (HvSignalEvent, an ioeventfd write, no exit) and interrupts hv injected. Exits and signals are \
-        slopes between a run with N and one with 2N messages (medians), so the boot and set-up exits cancel out. Also prints the guest's own memcpy bandwidth at 64 KiB, the \
-        reference for the large-message goal, hv's copy alone, and a host pipeline that makes the echo's two \
-        copies on two threads through a ring-sized buffer with no VMBus: the ceiling for two cores. Prints a \
-        table and writes JSON.
+        slopes between a run with N and one with 2N messages (medians), so the boot and set-up exits cancel \
+        out. Also prints the guest's own memcpy bandwidth at 64 KiB, the reference for the large-message goal, \
+        hv's copy alone, and a host pipeline that makes the echo's two copies on two threads through a \
+        ring-sized buffer with no VMBus: the ceiling for two cores. Prints a table and writes JSON.
         """)
 
     @Option(help: "Message sizes in bytes (comma-separated), 64 to 65536.")
@@ -191,13 +191,12 @@ final class HostPipeline: @unchecked Sendable {
 
     deinit { source.deallocate(); ring.deallocate(); destination.deallocate() }
 
-    /// Moves `blocks` blocks through the ring and returns the bytes per second, or nil when the consumer thread
-    /// cannot start.
-    func run(blocks: Int) -> Double? {
+    /// Moves `blocks` blocks through the ring and returns the bytes per second.
+    func run(blocks: Int) throws(PartitionError) -> Double {
         produced.store(0, ordering: .relaxed)
         consumed.store(0, ordering: .relaxed)
         let start = monotonicSeconds()
-        guard let consumer = try? Partition.startThread({ self.consume(blocks: blocks) }) else { return nil }
+        let consumer = try Partition.startThread { self.consume(blocks: blocks) }
         for block in 0..<blocks {
             while block - consumed.load(ordering: .acquiring) >= slots {}
             ring.advanced(by: (block % slots) * blockSize).copyMemory(from: source, byteCount: blockSize)
@@ -221,13 +220,7 @@ extension BenchVMBus {
     /// `HostPipeline` at 64 KiB over a ring of the bench's size: the median of five runs of 256 MiB each.
     func hostPipelineBandwidth() throws -> Double {
         let pipeline = HostPipeline(ringSize: ringKiB << 10, blockSize: min(64 << 10, (ringKiB << 10) / 2))
-        var rates: [Double] = []
-        for _ in 0..<5 {
-            guard let rate = pipeline.run(blocks: (256 << 20) / pipeline.blockSize) else {
-                throw BenchError("could not start the host pipeline's second thread")
-            }
-            rates.append(rate)
-        }
+        let rates = try (0..<5).map { _ in try pipeline.run(blocks: (256 << 20) / pipeline.blockSize) }
         return median(rates)
     }
 }
