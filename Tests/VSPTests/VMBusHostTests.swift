@@ -153,6 +153,22 @@ final class VMBusHostTests {
         #expect(try connect().count == 2)
     }
 
+    /// A packet the guest wrote just before CLOSECHANNEL, whose signal the channel thread never served, is still
+    /// read: Linux's hv_utils and the stub answer a heartbeat and close at once.
+    @Test func packetWrittenBeforeCloseIsRead() throws {
+        let offers = try connect()
+        let pages = ringPages(0)
+        #expect(try open(offers[1], gpadl: 7, pages: pages) == 0)
+        let channel = try #require(host.channel(of: echo))
+        usleep(100_000)   // the channel thread has polled the empty ring and sleeps
+        var (outbound, inbound) = try guestRings(pages)
+        #expect(try outbound.write(type: .dataInband, transactionID: 5, payload: Array(repeating: 0xA5, count: 64)) == .written)
+        _ = try outbound.commit()   // no HvSignalEvent: the close comes first
+        #expect(try post(.closeChannel(CloseChannel(childRelID: offers[1].childRelID))) == .success)
+        #expect(channel.counters.received.load(ordering: .relaxed) == 1)
+        #expect(try inbound.next(maxPacketSize: 1 << 16)?.descriptor.transactionID == 5)
+    }
+
     @Test func gpadlOutsideGuestMemoryIsRefused() throws {
         let offers = try connect()
         let range = GPARange(byteCount: 8 * 4096, byteOffset: 0, pageNumbers: (0..<8).map { (1 << 30) + $0 })

@@ -229,9 +229,12 @@ public final class VMBusChannel: Sendable {
         }
     }
 
-    /// Stops the thread, removes the ioeventfd and tells the device; no packet moves after this returns.
+    /// Stops the thread, reads what the guest wrote before it closed the channel (its signal may not have been
+    /// served yet: an answer sent just before CLOSECHANNEL still counts), removes the ioeventfd and tells the
+    /// device; no packet moves after this returns. The ring pages stay the guest's GPADL until it tears it down.
     func stop() {
         thread.stop()
+        loop.withLock { state in drain(&state.held, &state.broken, final: true) }
         try? vm.removeIOEventFD(port: HypercallPage.signalPort, length: 4, value: UInt64(connectionID), eventFD: thread.kickFD)
         writer.withLock { $0 = nil }
         device.close(self)
@@ -268,8 +271,9 @@ public final class VMBusChannel: Sendable {
 
     /// Reads packets until the ring is empty or the device is blocked on a full inbound ring. The ring stays
     /// masked while hv reads (no signals needed), and is unmasked and checked once more before sleeping, so a
-    /// packet written in between is not missed (Linux's hv_end_read).
-    func drain(_ held: inout Bool, _ broken: inout Bool) {
+    /// packet written in between is not missed (Linux's hv_end_read). `final`: one pass, no polling (the
+    /// channel is closing).
+    func drain(_ held: inout Bool, _ broken: inout Bool, final: Bool = false) {
         guard !broken else { return }
         let limit = device.maxPacketSize
         do {
@@ -299,7 +303,7 @@ public final class VMBusChannel: Sendable {
                     endBatch()
                     if try reader.commit() { signalGuest() }
                     // Blocked on the inbound ring: stay masked; the guest signals when it has made room.
-                    if held { return }
+                    if held || final { return }
                     // Busy-poll a little before sleeping: a guest that keeps sending never has to signal.
                     if pollSeconds > 0 {
                         let deadline = monotonicSeconds() + pollSeconds
