@@ -162,7 +162,6 @@ if [ -n "$l1_silent" ]; then
     if [ "${#rest[@]}" -gt 0 ]; then
         echo "lab: running ${rest[*]} again in a second L1" >&2
         second_boot="the first L1 stopped responding during ${stuck:-its boot}"
-        cp "$log" "$cache/first-run.log"
         set +e
         boot_l1 "$cache/second-run.log" "${rest[@]}"
         set -e
