@@ -247,8 +247,12 @@ import Testing
         }
         let assertions = rig.interrupts.assertions
         #expect(assertions.count == 3)
+        // The recorder stamps an edge after the device decided on it, so a late stamp (the thread descheduled in
+        // between; seen in CI: 6.7 µs) can shorten a gap by that much. Unthrottled, the edges would be
+        // microseconds apart, not 10 ms.
+        let slack: UInt64 = 1_000_000
         for (earlier, later) in zip(assertions, assertions.dropFirst()) {
-            #expect(later - earlier >= interval, "interrupts \(later - earlier) ns apart, ITR asks for \(interval)")
+            #expect(later - earlier >= interval - slack, "interrupts \(later - earlier) ns apart, ITR asks for \(interval)")
         }
         // ITR 0: back to back.
         rig.write(E1000Register.itr, 0)
