@@ -23,7 +23,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="$root/.cache/lab"
 log="$cache/last-run.log"
-limit="${LAB_TIMEOUT:-300}"
 qemu="${QEMU:-/usr/bin/qemu-system-x86_64}"
 
 all=(hv-hello-l1 hv-caps-l1
@@ -97,11 +96,12 @@ dump_l1_cpus() {
     summarize_l1_cpus "$1"
 }
 
-# $1: the serial log to write; the rest: scenarios. Boots L1 once and runs them. Sets qemu_status
-# and l1_silent (the seconds of silence after which L1 was stopped, or empty).
+# $1: the serial log to write; the rest: scenarios. Boots L1 once and runs them. Sets limit (this
+# boot's whole-run limit), qemu_status and l1_silent (the seconds of silence after which L1 was
+# stopped, or empty).
 boot_l1() {
     local out=$1; shift
-    local list limit quiet=0 size=-1 now
+    local list quiet=0 size=-1 now
     list=$(IFS=,; echo "$*")
     limit=$(run_limit "$@")
     l1_silent=""
@@ -135,11 +135,16 @@ boot_l1() {
     rm -f "$monitor.in" "$monitor.out"
 }
 
+# $1: a log, $2: a scenario. Prints the scenario's last PASS or FAIL line in the log, if any.
+result_line() {
+    grep -E "^(PASS $2\$|FAIL $2: )" "$1" | tail -n 1 || true
+}
+
 # $1: a log. Prints the scenarios of the rest that have no PASS or FAIL line in it.
 without_result() {
     local log=$1 name; shift
     for name in "$@"; do
-        grep -qE "^(PASS $name\$|FAIL $name: )" "$log" || echo "$name"
+        [ -n "$(result_line "$log" "$name")" ] || echo "$name"
     done
 }
 
@@ -147,7 +152,6 @@ start=$(date +%s.%N)
 set +e
 boot_l1 "$log" "${scenarios[@]}"
 set -e
-limit=$(run_limit "${scenarios[@]}")
 # L1 stopped responding (nested KVM inside TCG has hung there, once in CI, at an L2 boot): its
 # vCPUs are shown, and the scenarios left without a result run once more in a fresh L1.
 second_boot=""
@@ -166,7 +170,6 @@ if [ -n "$l1_silent" ]; then
         boot_l1 "$cache/second-run.log" "${rest[@]}"
         set -e
         { echo "LAB second L1 boot for: ${rest[*]}"; cat "$cache/second-run.log"; } >>"$log"
-        limit=$(run_limit "${rest[@]}")
         if [ -n "$l1_silent" ]; then
             { echo "lab: the second L1 stopped responding as well. Its vCPUs then:"; sed 's/^/  /' "$cache/second-run.log.cpus"; } >&2
         fi
@@ -177,7 +180,7 @@ total=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || awk "BEGIN { print $(
 passed=0 failed=0
 incomplete=0
 for name in "${scenarios[@]}"; do
-    line=$(grep -E "^(PASS $name\$|FAIL $name: )" "$log" | tail -n 1 || true)
+    line=$(result_line "$log" "$name")
     if [ -z "$line" ]; then
         incomplete=1
         if [ -n "$l1_silent" ]; then
@@ -194,7 +197,7 @@ for name in "${scenarios[@]}"; do
         grep -F "| $name " "$log" | grep -E "L2 froze|first try" >&2 || true
     fi
     # A scenario that got its result from the second L1 says so.
-    if [ -n "$second_boot" ] && grep -qE "^(PASS $name\$|FAIL $name: )" "$cache/second-run.log"; then
+    if [ -n "$second_boot" ] && [ -n "$(result_line "$cache/second-run.log" "$name")" ]; then
         line="$line (in a second L1: $second_boot)"
     fi
     echo "$line"
